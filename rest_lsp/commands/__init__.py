@@ -1,0 +1,1 @@
+"""One module per ``rest-lsp`` subcommand; each exposes ``register(subparsers)``."""

@@ -1,0 +1,291 @@
+"""The typed configuration of rest-lsp: one dataclass per section, one source of defaults.
+
+Defaults live only here.  The CLI, the server (``initializationOptions``), the config file and
+the editors' settings are all checked against these dataclasses.  ``Config.from_dict`` validates
+and reports every invalid option instead of raising on the first one, so that the server can
+show them and carry on with defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rest_lsp.errors import ConfigError
+
+#: file names never indexed by default (secrets); gitignore-style patterns
+DEFAULT_SECRET_GLOBS: tuple[str, ...] = (
+    ".env",
+    ".env.*",
+    "*.env",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.kdbx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".pgpass",
+    ".htpasswd",
+    "credentials",
+    "credentials.*",
+    "*credentials*.json",
+    "secrets.*",
+    "*.secret",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    ".aws/",
+    ".ssh/",
+    ".gnupg/",
+)
+
+
+@dataclass
+class ModelConfig:
+    """Which model decodes, where and in what precision."""
+
+    #: local path or hub name; empty means the embedded default model
+    name: str = ""
+    #: "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:N"
+    device: str = "auto"
+    #: "auto" (bf16 on cuda, fp32 on cpu), "float32", "bfloat16", "float16"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    #: torch threads on the CPU; 0 means all cores
+    threads: int = 0
+
+
+@dataclass
+class IndexConfig:
+    """What gets indexed and where the index lives."""
+
+    #: corpus roots; empty means the running Python's standard library
+    corpus_roots: list[str] = field(default_factory=list)
+    #: index directory; empty means the user cache directory keyed by workspace
+    index_dir: str = ""
+    #: extra gitignore-style patterns to skip
+    exclude_globs: list[str] = field(default_factory=list)
+    #: patterns never indexed (secrets); replace to change the list
+    secret_globs: list[str] = field(default_factory=lambda: list(DEFAULT_SECRET_GLOBS))
+    #: files larger than this are skipped
+    max_file_bytes: int = 1_000_000
+    #: file watcher debounce
+    watch_debounce_ms: int = 50
+
+
+@dataclass
+class RetrievalConfig:
+    """How continuations are retrieved from the datastore."""
+
+    #: longest context suffix searched
+    max_suffix: int = 16
+    #: shortest context suffix searched
+    min_suffix: int = 2
+    #: tokens per retrieved continuation
+    span: int = 10
+    #: at most this many continuations are gathered per suffix (sampled evenly, not first-k)
+    max_candidates: int = 5000
+
+
+@dataclass
+class DecodingConfig:
+    """How completions are decoded."""
+
+    max_new_tokens: int = 64
+    #: draft tree nodes; 0 means adaptive (chosen from the measured cost of verification)
+    draft_budget: int = 0
+    #: upper bound for the adaptive budget
+    max_draft_budget: int = 64
+    #: 0 means greedy
+    temperature: float = 0.0
+    top_p: float = 1.0
+    #: keep the KV cache of the longest common prefix between requests
+    kv_reuse: bool = True
+
+
+@dataclass
+class ServerConfig:
+    """Language-server behaviour."""
+
+    debounce_ms: int = 75
+    #: languages (LSP language ids) for which completion is off
+    disabled_languages: list[str] = field(default_factory=list)
+    #: prompt budget in tokens (prefix + suffix)
+    max_prompt_tokens: int = 1024
+
+
+@dataclass
+class Config:
+    """The whole configuration of rest-lsp."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> tuple["Config", list[str]]:
+        """Build a config from nested dicts; return it and the problems found.
+
+        Unknown keys and invalid values are reported and replaced by defaults.
+        """
+        problems: list[str] = []
+        config = cls()
+        if not data:
+            return config, problems
+        if not isinstance(data, dict):
+            return config, [f"configuration must be an object, got {type(data).__name__}"]
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        for name, value in data.items():
+            if name not in sections:
+                problems.append(f"unknown section {name!r}")
+                continue
+            if not isinstance(value, dict):
+                problems.append(f"section {name!r} must be an object, got {type(value).__name__}")
+                continue
+            section = getattr(config, name)
+            problems.extend(_apply(section, value, prefix=name))
+        problems.extend(config.check())
+        return config, problems
+
+    @classmethod
+    def strict(cls, data: dict[str, Any] | None) -> "Config":
+        """Build a config from nested dicts; raise ``ConfigError`` on any problem."""
+        config, problems = cls.from_dict(data)
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems), problems=problems)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as nested plain dicts (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    def check(self) -> list[str]:
+        """Range checks across fields; returns problems (and resets offending fields)."""
+        problems: list[str] = []
+        r = self.retrieval
+        if not 1 <= r.min_suffix <= r.max_suffix:
+            problems.append(
+                f"retrieval.min_suffix={r.min_suffix} must be >= 1 and <= max_suffix={r.max_suffix}"
+            )
+            r.min_suffix, r.max_suffix = RetrievalConfig.min_suffix, RetrievalConfig.max_suffix
+        for section, name, low in (
+            (r, "span", 1),
+            (r, "max_candidates", 1),
+            (self.decoding, "max_new_tokens", 1),
+            (self.decoding, "draft_budget", 0),
+            (self.decoding, "max_draft_budget", 1),
+            (self.index, "max_file_bytes", 1),
+            (self.index, "watch_debounce_ms", 0),
+            (self.server, "debounce_ms", 0),
+            (self.server, "max_prompt_tokens", 16),
+            (self.model, "threads", 0),
+        ):
+            value = getattr(section, name)
+            if value < low:
+                problems.append(f"{type(section).__name__}.{name}={value} must be >= {low}")
+                setattr(section, name, _default_of(section, name))
+        d = self.decoding
+        if d.temperature < 0:
+            problems.append(f"decoding.temperature={d.temperature} must be >= 0")
+            d.temperature = DecodingConfig.temperature
+        if not 0 < d.top_p <= 1:
+            problems.append(f"decoding.top_p={d.top_p} must be in (0, 1]")
+            d.top_p = DecodingConfig.top_p
+        if self.model.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            problems.append(f"model.dtype={self.model.dtype!r} must be auto, float32, bfloat16 or float16")
+            self.model.dtype = ModelConfig.dtype
+        dev = self.model.device
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            problems.append(f"model.device={dev!r} must be auto, cpu, cuda or cuda:N")
+            self.model.device = ModelConfig.device
+        return problems
+
+
+def _default_of(section: object, name: str) -> Any:
+    """The default value of one field of a section dataclass."""
+    return getattr(type(section)(), name)
+
+
+def _apply(section: object, values: dict[str, Any], prefix: str) -> list[str]:
+    """Set the fields of ``section`` from ``values``, type-checked; return problems."""
+    problems: list[str] = []
+    hints = typing.get_type_hints(type(section))
+    names = {f.name for f in dataclasses.fields(section)}
+    for key, value in values.items():
+        if key not in names:
+            problems.append(f"unknown option {prefix}.{key}")
+            continue
+        converted, ok = _convert(value, hints[key])
+        if not ok:
+            problems.append(
+                f"{prefix}.{key}={value!r} must be {_type_name(hints[key])}, using default"
+            )
+            continue
+        setattr(section, key, converted)
+    return problems
+
+
+def _convert(value: Any, hint: Any) -> tuple[Any, bool]:
+    """Convert a JSON value to the hinted type; (value, ok)."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        return value, isinstance(value, bool)
+    if hint is int:
+        return value, isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return (float(value) if ok else value), ok
+    if hint is str:
+        return value, isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            return value, False
+        out = []
+        for v in value:
+            c, ok = _convert(v, item)
+            if not ok:
+                return value, False
+            out.append(c)
+        return out, True
+    return value, False
+
+
+def _type_name(hint: Any) -> str:
+    """A readable name of a type hint."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def load_file(path: str | Path) -> tuple[Config, list[str]]:
+    """Read a TOML or JSON config file; return the config and problems found."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc}", path=str(p)) from exc
+    try:
+        if p.suffix == ".json":
+            import json
+
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"cannot parse config file {p}: {exc}", path=str(p)) from exc
+    return Config.from_dict(data)
