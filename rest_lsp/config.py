@@ -48,6 +48,29 @@ DEFAULT_SECRET_GLOBS: tuple[str, ...] = (
     ".gnupg/",
 )
 
+#: build, vendor and cache paths never indexed by default; gitignore-style patterns
+DEFAULT_IGNORE_GLOBS: tuple[str, ...] = (
+    ".git/",
+    ".hg/",
+    ".svn/",
+    "__pycache__/",
+    "*.pyc",
+    "node_modules/",
+    ".venv/",
+    "venv/",
+    ".tox/",
+    ".nox/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    ".hypothesis/",
+    ".rest-lsp-index/",
+    "*.egg-info/",
+    "*.min.js",
+    "*.lock",
+    "package-lock.json",
+)
+
 
 @dataclass
 class ModelConfig:
@@ -80,6 +103,15 @@ class IndexConfig:
     max_file_bytes: int = 1_000_000
     #: file watcher debounce
     watch_debounce_ms: int = 50
+    #: build/vendor/cache paths never indexed (gitignore-style); replace to change the list
+    ignore_globs: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE_GLOBS))
+    #: files a corpus root contributes (gitignore-style); empty means every text file
+    corpus_include_globs: list[str] = field(default_factory=lambda: ["*.py", "*.pyi"])
+    #: most tokens in one corpus shard (shards are built in parallel, searched one by one)
+    corpus_shard_tokens: int = 48_000_000
+    #: the workspace's unsaved-to-index changes (a small in-memory delta shard) are folded
+    #: into a rebuilt base shard once they hold more tokens than this
+    compact_tokens: int = 2_000_000
 
 
 @dataclass
@@ -94,6 +126,11 @@ class RetrievalConfig:
     span: int = 10
     #: at most this many continuations are gathered per suffix (sampled evenly, not first-k)
     max_candidates: int = 5000
+    #: candidates are prefix-merged so that about this many draft-tree nodes survive, each of
+    #: the heaviest nodes with its exact weight (bounds the list's length); 0 keeps every one
+    max_nodes: int = 256
+    #: seed of the sample taken when a suffix has more than max_candidates matches
+    sample_seed: int = 0
 
 
 @dataclass
@@ -121,6 +158,12 @@ class ServerConfig:
     disabled_languages: list[str] = field(default_factory=list)
     #: prompt budget in tokens (prefix + suffix)
     max_prompt_tokens: int = 1024
+    #: also offer textDocument/completion when the client supports inline completion
+    classic_completion: bool = False
+    #: "auto" uses fill-in-the-middle prompts when the model has FIM tokens; "on" / "off"
+    fim: str = "auto"
+    #: completion items returned for an explicit (invoked) request, for cycling
+    max_items: int = 3
 
 
 @dataclass
@@ -187,6 +230,9 @@ class Config:
             (self.decoding, "max_draft_budget", 1),
             (self.index, "max_file_bytes", 1),
             (self.index, "watch_debounce_ms", 0),
+            (self.index, "corpus_shard_tokens", 1),
+            (self.index, "compact_tokens", 1),
+            (r, "max_nodes", 0),
             (self.server, "debounce_ms", 0),
             (self.server, "max_prompt_tokens", 16),
             (self.model, "threads", 0),

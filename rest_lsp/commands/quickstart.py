@@ -1,0 +1,58 @@
+"""What ``rest-lsp serve`` shows a person who starts it in a terminal: it works, and what next.
+
+Not a subcommand of its own: ``serve`` calls ``welcome`` when its stdin is a terminal.  It builds
+the index of the current folder with a progress bar (the server then finds it cached), runs one
+completion as a demonstration, and says how to connect an editor.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+DEMO_TEXT = "def fibonacci(n):\n    "
+
+EDITOR_HELP = """\
+rest-lsp speaks the Language Server Protocol on stdin/stdout; an editor starts it for you:
+  VS Code : install editors/vscode (see its README); it runs `rest-lsp serve --stdio`
+  Neovim  : require('rest_lsp').setup()  from editors/nvim (see its README)
+  any LSP client: command `{exe} serve --stdio`
+Try a completion without an editor:
+  {exe} complete FILE LINE COL
+Waiting for an LSP client on stdin (Ctrl-C to quit).
+"""
+
+
+def welcome(data: dict[str, Any]) -> None:
+    """Index the current folder with progress, run a demo completion, print how to connect."""
+    from rest_lsp.commands.index import _progress_bar
+    from rest_lsp.completion.service import CompletionService
+    from rest_lsp.config import Config
+
+    err = sys.stderr
+    exe = os.path.basename(sys.argv[0]) or "rest-lsp"
+    config, problems = Config.from_dict(data)
+    for problem in problems:
+        print(f"rest-lsp: config: {problem}", file=err)
+    folder = os.getcwd()
+    print(f"rest-lsp: loading the model and indexing {folder} (plus the corpus) ...", file=err)
+    service = CompletionService(config, [folder])
+    progress, close = _progress_bar()
+    try:
+        service.start(progress=progress)
+    except Exception as exc:  # the server itself would report this to the editor
+        close()
+        print(f"rest-lsp: start-up failed: {exc}", file=err)
+        return
+    close()
+    print(service.ready_message(), file=err)
+    try:
+        outcome = service.complete(DEMO_TEXT, len(DEMO_TEXT))
+        shown = outcome.items[0] if outcome.items else "(nothing)"
+        print(f"rest-lsp: demo completion of {DEMO_TEXT!r} ({outcome.latency_s * 1000:.0f} ms):", file=err)
+        print("    " + shown.replace("\n", "\n    "), file=err)
+    except Exception as exc:
+        print(f"rest-lsp: demo completion failed: {exc}", file=err)
+    service.close()
+    print(EDITOR_HELP.format(exe=exe), file=err)

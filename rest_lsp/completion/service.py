@@ -1,0 +1,358 @@
+"""The completion service: the model, the engine and the datastore behind one small API.
+
+The server and ``rest-lsp complete`` both call it.  It knows nothing of LSP: positions arrive as
+character offsets, cancellation as a ``should_stop`` callable, and problems leave as
+``RestLspError``s.  ``start`` is slow (model load, index build) and runs in the background;
+``complete`` before it has finished raises ``DecodingError`` ("still starting").
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rest_lsp.completion.prompt import FimTokens, Prompt, build_prompt, fim_tokens_of, split_at
+from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
+from rest_lsp.config import Config
+from rest_lsp.errors import Cancelled, DecodingError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+#: completions kept for the status figures
+STATS_WINDOW = 200
+
+
+@dataclass
+class Outcome:
+    """What one completion request produced."""
+
+    request_id: int
+    items: list[str]
+    stats: dict[str, Any]
+    latency_s: float
+    prompt_tokens: int
+    fim: bool
+
+    def summary(self) -> str:
+        """One log line of figures."""
+        s = self.stats
+        return (
+            f"{s.get('new_tokens', 0)} tokens, {s.get('steps', 0)} steps, "
+            f"{s.get('tokens_per_step', 0):.2f} tok/step, prompt {self.prompt_tokens} "
+            f"(reused {s.get('reused_tokens', 0)}), stop={s.get('stop_reason', '')}"
+        )
+
+
+@dataclass
+class Figures:
+    """Running request figures for ``rest-lsp.status``."""
+
+    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=STATS_WINDOW))
+    tokens_per_step: collections.deque = field(default_factory=lambda: collections.deque(maxlen=STATS_WINDOW))
+    drafted: int = 0
+    accepted_drafts: int = 0
+    requests: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    items_accepted: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1) if lat else None
+
+        return {
+            "requests": self.requests,
+            "cancelled": self.cancelled,
+            "failed": self.failed,
+            "accepted_items": self.items_accepted,
+            "latency_ms_p50": pct(0.5),
+            "latency_ms_p95": pct(0.95),
+            "tokens_per_step": round(statistics.fmean(self.tokens_per_step), 3) if self.tokens_per_step else None,
+            "draft_acceptance_rate": round(self.accepted_drafts / self.drafted, 3) if self.drafted else None,
+        }
+
+
+class CompletionService:
+    """Model + engine + datastore for one workspace, configured by one ``Config``."""
+
+    def __init__(self, config: Config, folders: Sequence[str] = (), log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.folders = [os.path.abspath(f) for f in folders]
+        self._log = log or (lambda message: logging.getLogger(__name__).info("%s", message))
+        self.loaded = None  # rest_lsp.engine.model.LoadedModel
+        self.engine = None  # rest_lsp.engine.engine.Engine
+        self.store = None  # indexer.datastore.Datastore
+        self.fim: FimTokens | None = None
+        self.figures = Figures()
+        self.state = "starting"
+        self.last_refresh: float | None = None
+        self._ready = threading.Event()
+        self._buffers: dict[str, str] = {}
+        self._buffers_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+
+    # ----- start-up -----------------------------------------------------------------------
+    def start(self, progress: Progress | None = None, rebuild: bool = False) -> None:
+        """Load the model (once) and open or build the index, reporting progress."""
+        with self._start_lock:
+            progress = progress or (lambda done, total, message: None)
+            if self.loaded is None:
+                self.state = "loading model"
+                progress(0, 0, "loading model")
+                self._load_model()
+            self.state = "indexing"
+            self._open_index(progress)
+            self.state = "ready"
+            self.last_refresh = time.time()
+            self._ready.set()
+            with self._buffers_lock:
+                pending = dict(self._buffers)
+            for uri, text in pending.items():
+                self._index_buffer(uri, text)
+
+    def _load_model(self) -> None:
+        """Load the configured model and build the engine around it."""
+        from rest_lsp.engine.engine import Engine
+        from rest_lsp.engine.model import load_model
+
+        self.loaded = load_model(self.config.model)
+        self.engine = Engine.from_loaded(self.loaded, self.config.decoding)
+        mode = self.config.server.fim
+        vocab = self.loaded.tokenizer.get_vocab()
+        self.fim = fim_tokens_of(vocab) if mode in ("auto", "on") else None
+        if mode == "on" and self.fim is None:
+            self._log("rest-lsp: server.fim is on but the model has no FIM tokens; using prefix prompts")
+
+    def _open_index(self, progress: Progress) -> None:
+        """Open (building what is missing) the datastore of the first workspace folder."""
+        from indexer.workspace_index import open_or_build
+        from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter
+        from rest_lsp.drafters import DatastoreDrafter
+
+        if self.store is not None:
+            self.store.close()
+        folder = self.folders[0] if self.folders else None
+        if len(self.folders) > 1:
+            self._log(f"rest-lsp: indexing the first workspace folder only ({folder})")
+        self.store = open_or_build(folder, self.config, self._tokenizer_ref(), progress=progress, watch=folder is not None)
+        r = self.config.retrieval
+        self.engine.drafter = MergedDrafter(
+            [ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix), DatastoreDrafter(self.store, span=r.span)]
+        )
+
+    def _tokenizer_ref(self) -> Any:
+        """What the indexer should tokenize with: the model's tokenizer files, or the tokenizer."""
+        source = Path(self.loaded.source)
+        if (source / "tokenizer.json").is_file():
+            return str(source)
+        return self.loaded.tokenizer
+
+    def ready(self) -> bool:
+        """True once the model and index are usable."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until ready (or the timeout); True when ready."""
+        return self._ready.wait(timeout)
+
+    def ready_message(self) -> str:
+        """One line saying what is loaded and indexed."""
+        stats = self.store.stats() if self.store is not None else {}
+        tiers = ", ".join(
+            f"{name} {tier.get('tokens', 0):,} tokens" for name, tier in stats.get("tiers", {}).items()
+        ) if isinstance(stats.get("tiers"), dict) else ""
+        return f"rest-lsp ready: model {self.loaded.source} on {self.loaded.device}; index {tiers}".rstrip("; ")
+
+    def apply_config(self, config: Config) -> None:
+        """Take a new configuration; decoding settings apply at once, model/index at restart."""
+        old = self.config
+        self.config = config
+        if self.engine is not None:
+            self.engine.decoding = config.decoding
+            self.engine._policy = None  # the budget policy follows the new decoding settings
+        if config.model != old.model:
+            self._log("rest-lsp: model settings changed; they apply when the server restarts")
+        if config.index != old.index or config.retrieval != old.retrieval:
+            self._log("rest-lsp: index settings changed; they apply at the next reindex")
+
+    def close(self) -> None:
+        """Stop the watcher."""
+        if self.store is not None:
+            self.store.close()
+
+    # ----- buffers and files --------------------------------------------------------------
+    def update_buffer(self, uri: str, text: str) -> None:
+        """An editor buffer changed: it feeds the live tier (once the index is open)."""
+        with self._buffers_lock:
+            self._buffers[uri] = text
+        if self.ready():
+            self._index_buffer(uri, text)
+
+    def _index_buffer(self, uri: str, text: str) -> None:
+        """Put one buffer's tokens into the live tier."""
+        ids = self.loaded.tokenizer.encode(text, add_special_tokens=False)
+        self.store.set_buffer(uri, ids)
+
+    def drop_buffer(self, uri: str) -> None:
+        """An editor buffer closed."""
+        with self._buffers_lock:
+            self._buffers.pop(uri, None)
+        if self.store is not None:
+            self.store.drop_buffer(uri)
+
+    def notify_changed(self, paths: Sequence[str]) -> None:
+        """Files changed on disk (didSave, didChangeWatchedFiles): refresh the workspace tier."""
+        if self.store is not None and self.ready():
+            self.store.notify_changed(paths)
+            self.last_refresh = time.time()
+
+    def change_folders(self, added: Sequence[str], removed: Sequence[str]) -> None:
+        """Workspace folders were added or removed: reopen the index when the first one changed."""
+        first = self.folders[0] if self.folders else None
+        self.folders = [f for f in self.folders if f not in {os.path.abspath(r) for r in removed}]
+        self.folders += [os.path.abspath(a) for a in added if os.path.abspath(a) not in self.folders]
+        if (self.folders[0] if self.folders else None) != first and self.ready():
+            self._open_index(lambda *a: None)
+
+    # ----- completion ---------------------------------------------------------------------
+    def prompt_for(self, text: str, offset: int) -> tuple[Prompt, Cursor]:
+        """The prompt and the cursor description for a completion at ``offset`` in ``text``."""
+        prefix, suffix = split_at(text, offset)
+        tok = self.loaded.tokenizer
+
+        def encode(s: str) -> list[int]:
+            return tok.encode(s, add_special_tokens=False) if s else []
+
+        prompt = build_prompt(prefix, suffix, encode, self.config.server.max_prompt_tokens, self.fim)
+        if not prompt.ids:  # an empty document: start from the end-of-text token
+            eos = sorted(self.loaded.eos_token_ids)
+            prompt = Prompt(ids=eos[:1], prefix_text="", suffix_text="", fim=False)
+        return prompt, cursor_of(prefix, suffix)
+
+    def complete(
+        self,
+        text: str,
+        offset: int,
+        uri: str = "",
+        invoked: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+        request_id: int = 0,
+    ) -> Outcome:
+        """Complete ``text`` at character ``offset``; raises ``Cancelled`` when superseded."""
+        if not self.ready():
+            raise DecodingError(f"not ready yet ({self.state})", state=self.state)
+        started = time.perf_counter()
+        self.figures.requests += 1
+        prompt, cursor = self.prompt_for(text, offset)
+        tok = self.loaded.tokenizer
+
+        def decode(ids: Sequence[int]) -> str:
+            return tok.decode(list(ids), skip_special_tokens=True)
+
+        def stop(ids: Sequence[int]) -> bool:
+            return cut(decode(ids), cursor)[1]
+
+        generation = self.engine.complete(
+            prompt.ids,
+            self.config.decoding.max_new_tokens,
+            stop=stop,
+            should_stop=should_stop,
+        )
+        stats = generation.stats
+        if stats.stop_reason == "cancelled":
+            self.figures.cancelled += 1
+            raise Cancelled("completion superseded", request_id=request_id)
+        full = finish(decode(generation.tokens), cursor)
+        items = candidates_of(full, invoked, self.config.server.max_items)
+        latency = time.perf_counter() - started
+        self._record(stats, latency)
+        return Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
+
+    def _record(self, stats: Any, latency: float) -> None:
+        """Add one completion to the running figures."""
+        f = self.figures
+        f.latencies.append(latency)
+        if stats.steps:
+            f.tokens_per_step.append(stats.tokens_per_step)
+        f.drafted += stats.drafted_tokens
+        f.accepted_drafts += stats.accepted_drafts
+
+    def record_accepted(self, args: Any) -> None:
+        """The user accepted an item (reported by the item's command)."""
+        self.figures.items_accepted += 1
+
+    # ----- inspection ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Model, device, index sizes per tier, last refresh, request figures."""
+        out: dict[str, Any] = {"state": self.state, "folders": self.folders}
+        if self.loaded is not None:
+            from rest_lsp.engine.model import describe
+
+            out["model"] = describe(self.loaded)
+        if self.store is not None:
+            out["index"] = self.store.stats()
+        out["last_refresh"] = self.last_refresh
+        out["requests"] = self.figures.to_dict()
+        if self.engine is not None:
+            out["draft_budget"] = self.config.decoding.draft_budget or "adaptive"
+        return out
+
+    def query(self, text: str) -> dict[str, Any]:
+        """What retrieval finds for the end of ``text``: the debugging view of the index."""
+        if not self.ready():
+            return {"state": self.state}
+        tok = self.loaded.tokenizer
+        ids = tok.encode(text, add_special_tokens=False)
+        found = self.store.retrieve(ids)
+        candidates = sorted(found.candidates, key=lambda c: (-c.suffix_len, -c.count, c.tokens))
+        return {
+            "query_tokens": len(ids),
+            "suffix_len": found.suffix_len,
+            "matched": tok.decode(ids[-found.suffix_len:]) if found.suffix_len else "",
+            "latency_ms": round(found.seconds * 1000, 3),
+            "candidates": [
+                {
+                    "text": tok.decode(list(c.tokens)),
+                    "tokens": list(c.tokens),
+                    "count": c.count,
+                    "source": c.source,
+                    "suffix_len": c.suffix_len,
+                }
+                for c in candidates[:50]
+            ],
+        }
+
+
+def candidates_of(full: str, invoked: bool, max_items: int) -> list[str]:
+    """The items offered for a completion: one when automatic; several to cycle when invoked.
+
+    Greedy decoding gives one text; the invoked alternatives are its shorter cuts (first line),
+    which is what a user cycling usually wants when the whole block is too much.
+    """
+    if not full.strip():
+        return []
+    if not invoked:
+        return [full]
+    items = [full]
+    first = first_line_of(full)
+    if first.strip() and first != full:
+        items.append(first)
+    return items[: max(1, max_items)]
+
+
+def first_line_of(text: str) -> str:
+    """``text`` up to the end of its first non-blank line (leading newlines kept)."""
+    start = len(text) - len(text.lstrip("\n"))
+    end = text.find("\n", start)
+    return text if end == -1 else text[:end]

@@ -1,0 +1,53 @@
+"""Drafters that need the datastore: adapters from ``indexer`` retrieval to engine candidates.
+
+Kept outside ``rest_lsp.engine`` so that the engine never imports the indexer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rest_lsp.engine.drafter import Candidate
+
+
+class DatastoreDrafter:
+    """Continuations retrieved from every datastore tier (live buffers, workspace, corpus)."""
+
+    def __init__(self, store: Any, span: int | None = None, mode: str = "all_lengths",
+                 max_candidates: int | None = None) -> None:
+        self.store = store
+        self.span = span
+        self.mode = mode
+        self.max_candidates = max_candidates
+
+    def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
+        found = self.store.retrieve(context_ids, span=self.span, mode=self.mode,
+                                    max_candidates=self.max_candidates)
+        return [Candidate(tuple(c.tokens), float(c.count), c.source, int(c.suffix_len))
+                for c in found.candidates]
+
+
+def open_corpus_datastore(tokenizer_ref: Any, index_dir: str = "", config: Any = None) -> tuple[Any, str]:
+    """The datastore at ``index_dir``, or the default corpus index if it was built; never builds.
+
+    Returns ``(store or None, a line saying what was opened or why nothing was)``, so that
+    commands can fall back to the context drafters and say so.
+    """
+    try:
+        from indexer.datastore import Datastore
+        from indexer.tokens import coerce_tokenizer
+        from indexer.workspace_index import corpus_dir
+    except ImportError as exc:  # the indexer is part of the package, but say it plainly
+        return None, f"no datastore: the indexer cannot be imported ({exc})"
+    from rest_lsp.config import Config
+    from rest_lsp.errors import RestLspError
+
+    config = config or Config()
+    try:
+        tok = coerce_tokenizer(tokenizer_ref)
+        path = index_dir or str(corpus_dir(config.index, tok))
+        store = Datastore.open(path, tok, config.index, retrieval=config.retrieval)
+    except RestLspError as exc:
+        hint = "" if index_dir else " (build it with `rest-lsp index`)"
+        return None, f"no datastore: {exc}{hint}"
+    return store, f"datastore {path}"
