@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot read {file}: {exc}", path=str(file)) from exc
+    offset = offset_of(text, args.line, args.col)  # a bad position fails before any loading
     data = read_config_file(args.config)
     if args.model:
         data.setdefault("model", {})["name"] = args.model
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         close()
     service.update_buffer(file.as_uri(), text)
-    outcome = service.complete(text, offset_of(text, args.line, args.col), file.as_uri(), args.invoked)
+    outcome = service.complete(text, offset, file.as_uri(), args.invoked)
     service.close()
     if args.json:
         print(json.dumps({
