@@ -68,9 +68,19 @@ def parse_tcp(value: str, allow_remote: bool) -> tuple[str, int]:
     return host, int(port)
 
 
+def _dump_stacks_on_signal() -> None:
+    """``kill -USR1 PID`` prints every thread's stack to stderr: how to debug a stuck daemon."""
+    import faulthandler
+    import signal
+
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until the client disconnects."""
     data = read_config_file(args.config)
+    _dump_stacks_on_signal()
     if args.log_file:
         handler = logging.FileHandler(args.log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -97,6 +97,8 @@ class CompletionService:
         self.figures = Figures()
         self.state = "starting"
         self.last_refresh: float | None = None
+        #: figures of the last completion (stats of the engine, latency, prompt size)
+        self.last: dict[str, Any] | None = None
         self._ready = threading.Event()
         self._buffers: dict[str, str] = {}
         self._buffers_lock = threading.Lock()
@@ -128,6 +130,8 @@ class CompletionService:
 
         self.loaded = load_model(self.config.model)
         self.engine = Engine.from_loaded(self.loaded, self.config.decoding)
+        if self.config.decoding.mode == "rest":
+            self.engine.policy()  # measures c(k) now (or reads it from the cache), not on the first request
         mode = self.config.server.fim
         vocab = self.loaded.tokenizer.get_vocab()
         self.fim = fim_tokens_of(vocab) if mode in ("auto", "on") else None
@@ -266,6 +270,7 @@ class CompletionService:
         generation = self.engine.complete(
             prompt.ids,
             self.config.decoding.max_new_tokens,
+            mode=self.config.decoding.mode,
             stop=stop,
             should_stop=should_stop,
         )
@@ -277,7 +282,10 @@ class CompletionService:
         items = candidates_of(full, invoked, self.config.server.max_items)
         latency = time.perf_counter() - started
         self._record(stats, latency)
-        return Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
+        outcome = Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
+        self.last = {"request_id": request_id, "latency_ms": round(latency * 1000, 2),
+                     "prompt_tokens": len(prompt.ids), "fim": prompt.fim, **outcome.stats}
+        return outcome
 
     def _record(self, stats: Any, latency: float) -> None:
         """Add one completion to the running figures."""
@@ -303,6 +311,7 @@ class CompletionService:
         if self.store is not None:
             out["index"] = self.store.stats()
         out["last_refresh"] = self.last_refresh
+        out["last_completion"] = self.last
         out["requests"] = self.figures.to_dict()
         if self.engine is not None:
             out["draft_budget"] = self.config.decoding.draft_budget or "adaptive"

@@ -1,0 +1,360 @@
+"""The server benchmark: end-to-end completion latency over LSP, as an editor sees it.
+
+``python -m rest_lsp.completion.bench --workspace DIR`` (also ``rest-lsp bench server``) starts
+two real servers over stdio — one decoding with REST, one with plain greedy decoding — on the same
+model and index, and sends both the same requests, interleaved so that machine drift hits both
+alike.  Held-out files of the workspace are left out of the index; each request opens a held-out
+file cut at a cursor (prefix = the file up to the cursor), as when writing new code.  It reports:
+
+- request-to-response latency p50/p95 per mode, tokens/step, and the REST/greedy ratio;
+- KV reuse: the prefill of a request right after a one-character edit (``reused_tokens``);
+- typing at 20 edits/s with a request after each: latency of the last request vs idle, and the
+  server's resident memory before and after.
+
+It writes JSON (``--out``) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+#: files smaller than this (characters) make poor cursor positions
+MIN_FILE_CHARS = 400
+
+
+def pick_positions(files: list[Path], count: int, seed: int) -> list[tuple[Path, int]]:
+    """Cursor offsets at the start of non-blank lines inside the files (seeded)."""
+    rng = random.Random(seed)
+    spots: list[tuple[Path, int]] = []
+    for f in files:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        offsets, pos = [], 0
+        for line in text.splitlines(keepends=True):
+            stripped = line.lstrip(" ")
+            if pos > 200 and stripped.strip() and not stripped.startswith(("#", '"', "'")):
+                offsets.append(pos + len(line) - len(stripped))  # after the indentation
+            pos += len(line)
+        spots += [(f, o) for o in offsets]
+    rng.shuffle(spots)
+    return spots[:count]
+
+
+def held_out_files(workspace: Path, count: int, seed: int) -> list[Path]:
+    """Python files of the workspace held out of its index (seeded choice)."""
+    files = sorted(
+        p for p in workspace.rglob("*.py")
+        if ".venv" not in p.parts and "site-packages" not in p.parts and ".git" not in p.parts
+        and p.stat().st_size >= MIN_FILE_CHARS
+    )
+    if not files:
+        raise SystemExit(f"no Python files of at least {MIN_FILE_CHARS} bytes under {workspace}")
+    return sorted(random.Random(seed).sample(files, min(count, len(files))))
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (Linux /proc)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+class Server:
+    """One rest-lsp server under test, driven by pygls' LSP client."""
+
+    def __init__(self, name: str, options: dict[str, Any], workspace: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.options = options
+        self.workspace = workspace
+        self.env = env
+        self.client = None
+        self.ready = asyncio.Event()
+        self.versions: dict[str, int] = {}
+
+    async def start(self) -> None:
+        """Start, initialize, and wait until it has loaded the model and index."""
+        from lsprotocol import types as lsp
+        from pygls.lsp.client import LanguageClient
+
+        client = LanguageClient("rest-lsp-bench", "1")
+
+        @client.feature(lsp.WINDOW_LOG_MESSAGE)
+        def on_log(params: lsp.LogMessageParams) -> None:
+            if params.message.startswith("rest-lsp ready") or "indexing failed" in params.message:
+                self.ready.set()
+                if "failed" in params.message:
+                    print(f"[{self.name}] {params.message}", file=sys.stderr)
+
+        @client.feature(lsp.WINDOW_SHOW_MESSAGE)
+        def on_show(params: lsp.ShowMessageParams) -> None:
+            print(f"[{self.name}] {params.message}", file=sys.stderr)
+
+        @client.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE)
+        def on_create(params: Any) -> None:
+            return None
+
+        @client.feature(lsp.PROGRESS)
+        def on_progress(params: Any) -> None:
+            return None
+
+        await client.start_io(sys.executable, "-m", "rest_lsp.cli", "serve", "--stdio", env=self.env)
+        caps = lsp.ClientCapabilities(
+            text_document=lsp.TextDocumentClientCapabilities(inline_completion=lsp.InlineCompletionClientCapabilities()),
+            window=lsp.WindowClientCapabilities(work_done_progress=True),
+        )
+        await client.initialize_async(lsp.InitializeParams(
+            capabilities=caps,
+            root_uri=self.workspace.as_uri(),
+            workspace_folders=[lsp.WorkspaceFolder(uri=self.workspace.as_uri(), name="bench")],
+            initialization_options=self.options,
+        ))
+        client.initialized(lsp.InitializedParams())
+        self.client = client
+        await asyncio.wait_for(self.ready.wait(), timeout=1800)
+
+    @property
+    def pid(self) -> int:
+        return self.client._server.pid
+
+    def set_text(self, uri: str, text: str) -> None:
+        """Open the document, or replace its whole text."""
+        from lsprotocol import types as lsp
+
+        if uri not in self.versions:
+            self.versions[uri] = 1
+            self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(
+                text_document=lsp.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
+            return
+        self.versions[uri] += 1
+        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)]))
+
+    def insert(self, uri: str, line: int, col: int, char: str) -> None:
+        """Type one character at (line, col)."""
+        from lsprotocol import types as lsp
+
+        self.versions[uri] += 1
+        pos = lsp.Position(line=line, character=col)
+        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+            content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=pos, end=pos), text=char)]))
+
+    async def complete(self, uri: str, line: int, col: int) -> tuple[float, list[str]]:
+        """One automatic inline completion request: (seconds, items)."""
+        from lsprotocol import types as lsp
+
+        t0 = time.perf_counter()
+        result = await self.client.text_document_inline_completion_async(lsp.InlineCompletionParams(
+            context=lsp.InlineCompletionContext(trigger_kind=lsp.InlineCompletionTriggerKind.Automatic),
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            position=lsp.Position(line=line, character=col)))
+        items = [i.insert_text for i in (result.items if result else [])]
+        return time.perf_counter() - t0, items
+
+    async def last(self) -> dict[str, Any]:
+        """The server's figures of its last completion."""
+        from lsprotocol import types as lsp
+
+        status = await self.client.workspace_execute_command_async(lsp.ExecuteCommandParams(command="rest-lsp.status"))
+        return status.get("last_completion") or {}
+
+    async def stop(self) -> None:
+        await self.client.shutdown_async(None)
+        self.client.exit(None)
+        await self.client.stop()
+
+
+def line_col(text: str, offset: int) -> tuple[int, int]:
+    """0-based (line, UTF-16 column) of a character offset."""
+    before = text[:offset]
+    line_start = before.rfind("\n") + 1
+    return before.count("\n"), len(before[line_start:].encode("utf-16-le")) // 2
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-quantile (nearest rank) of values, in ms."""
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(p * len(v)))] * 1000, 1) if v else float("nan")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark; returns the JSON-ready results."""
+    workspace = Path(args.workspace).resolve()
+    held = held_out_files(workspace, args.held_out, args.seed)
+    spots = pick_positions(held, args.positions, args.seed)
+    excludes = [str(p.relative_to(workspace)) for p in held]
+    base: dict[str, Any] = {
+        "model": {"name": args.model, "threads": args.threads},
+        "index": {"exclude_globs": excludes},
+        "decoding": {"max_new_tokens": args.max_new_tokens},
+        "server": {"debounce_ms": 0},
+    }
+    if args.corpus:
+        base["index"]["corpus_roots"] = args.corpus
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    servers = {
+        mode: Server(mode, json.loads(json.dumps(base)) | {"decoding": {"max_new_tokens": args.max_new_tokens, "mode": mode}},
+                     workspace, env)
+        for mode in ("rest", "greedy")
+    }
+    t0 = time.perf_counter()
+    for server in servers.values():  # one after the other: the second reuses the built index
+        await server.start()
+    print(f"servers ready in {time.perf_counter() - t0:.1f} s; {len(spots)} positions in {len(held)} held-out files",
+          file=sys.stderr)
+    lat: dict[str, list[float]] = {m: [] for m in servers}
+    tps: dict[str, list[float]] = {m: [] for m in servers}
+    same = 0
+    for i, (path, offset) in enumerate(spots):
+        text = path.read_text(encoding="utf-8", errors="replace")[:offset]
+        uri = (workspace / f"__bench_{i}.py").as_uri()
+        line, col = line_col(text, len(text))
+        got: dict[str, list[str]] = {}
+        order = list(servers) if i % 2 == 0 else list(servers)[::-1]
+        for mode in order:
+            s = servers[mode]
+            s.set_text(uri, text)
+            seconds, got[mode] = await s.complete(uri, line, col)
+            lat[mode].append(seconds)
+            last = await s.last()
+            if last.get("steps"):
+                tps[mode].append(last["new_tokens"] / last["steps"])
+        same += got["rest"] == got["greedy"]
+        if (i + 1) % 10 == 0:
+            print(f"  {i + 1}/{len(spots)}: p50 rest {pct(lat['rest'], .5)} ms, greedy {pct(lat['greedy'], .5)} ms",
+                  file=sys.stderr)
+    rest = servers["rest"]
+    # KV reuse: a request, a one-character edit, the same request again
+    reuse = []
+    for i, (path, offset) in enumerate(spots[: args.kv_trials]):
+        text = path.read_text(encoding="utf-8", errors="replace")[:offset]
+        uri = (workspace / f"__kv_{i}.py").as_uri()
+        line, col = line_col(text, len(text))
+        rest.set_text(uri, text)
+        await rest.complete(uri, line, col)
+        cold = await rest.last()
+        rest.insert(uri, line, col, "x")
+        await rest.complete(uri, line, col + 1)
+        warm = await rest.last()
+        reuse.append({"prompt_tokens": warm.get("prompt_tokens"), "reused_tokens": warm.get("reused_tokens"),
+                      "prefill_tokens": warm.get("prefill_tokens"), "cold_prefill_tokens": cold.get("prefill_tokens"),
+                      "cold_prefill_ms": round(cold.get("prefill_s", 0) * 1000, 2),
+                      "warm_prefill_ms": round(warm.get("prefill_s", 0) * 1000, 2)})
+    # typing at 20 edits/s, a request after each edit; the last request's latency is what a user waits for
+    idle, typing_last, rss_before = [], [], rss_mb(rest.pid)
+    for i, (path, offset) in enumerate(spots[: args.typing_trials]):
+        full = path.read_text(encoding="utf-8", errors="replace")
+        text = full[:offset]
+        typed = full[offset:].split("\n", 1)[0][: args.typed_chars] or "pass"
+        uri = (workspace / f"__typing_{i}.py").as_uri()
+        line, col = line_col(text, len(text))
+        rest.set_text(uri, text)
+        idle.append((await rest.complete(uri, line, col))[0])
+        pending = []
+        for k, ch in enumerate(typed):
+            rest.insert(uri, line, col + k, ch)
+            pending.append(asyncio.ensure_future(rest.complete(uri, line, col + k + 1)))
+            await asyncio.sleep(1 / args.edits_per_s)  # the user's typing rate, not a wait for a result
+        results = await asyncio.gather(*pending)
+        typing_last.append(results[-1][0])  # measured from its own send
+    rss_after = rss_mb(rest.pid)
+    for server in servers.values():
+        await server.stop()
+    p50r, p50g = pct(lat["rest"], .5), pct(lat["greedy"], .5)
+    return {
+        "workspace": str(workspace), "held_out_files": [str(p) for p in held], "positions": len(spots),
+        "model": args.model or "embedded", "max_new_tokens": args.max_new_tokens,
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "latency_ms": {m: {"p50": pct(v, .5), "p95": pct(v, .95), "mean": round(statistics.fmean(v) * 1000, 1)}
+                       for m, v in lat.items()},
+        "tokens_per_step": {m: round(statistics.fmean(v), 3) if v else None for m, v in tps.items()},
+        "p50_ratio_rest_over_greedy": round(p50r / p50g, 3) if p50g else None,
+        "identical_items_share": round(same / len(spots), 3) if spots else None,
+        "kv_reuse_after_one_char_edit": reuse,
+        "typing": {"edits_per_s": args.edits_per_s, "idle_p95_ms": pct(idle, .95), "last_request_p95_ms": pct(typing_last, .95),
+                   "ratio_p95": round(pct(typing_last, .95) / pct(idle, .95), 3) if idle else None,
+                   "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1)},
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def table(r: dict[str, Any]) -> str:
+    """The results as a markdown table."""
+    lines = ["| mode | p50 ms | p95 ms | tokens/step |", "|---|---|---|---|"]
+    for m, v in r["latency_ms"].items():
+        lines.append(f"| {m} | {v['p50']} | {v['p95']} | {r['tokens_per_step'][m]} |")
+    t = r["typing"]
+    kv = r["kv_reuse_after_one_char_edit"]
+    lines += ["", f"p50 REST / greedy: {r['p50_ratio_rest_over_greedy']}; identical items: {r['identical_items_share']}",
+              f"typing at {t['edits_per_s']} edits/s: last-request p95 {t['last_request_p95_ms']} ms vs idle p95 "
+              f"{t['idle_p95_ms']} ms (x{t['ratio_p95']}); RSS {t['rss_mb_before']} -> {t['rss_mb_after']} MiB"]
+    if kv:
+        lines.append("KV reuse after a one-character edit (prompt / reused / prefilled tokens): " + ", ".join(
+            f"{k['prompt_tokens']}/{k['reused_tokens']}/{k['prefill_tokens']}" for k in kv))
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rest_lsp.completion.bench", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options (shared with ``rest-lsp bench server``)."""
+    p.add_argument("--workspace", required=True, help="a real repository (not in the model's training data)")
+    p.add_argument("--model", default="", help="model path or hub name (default: embedded)")
+    p.add_argument("--corpus", nargs="*", help="corpus roots (default: the standard library)")
+    p.add_argument("--held-out", type=int, default=4, help="files left out of the index")
+    p.add_argument("--positions", type=int, default=40, help="cursor positions")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0, help="torch threads per server (0: all cores)")
+    p.add_argument("--kv-trials", type=int, default=5)
+    p.add_argument("--typing-trials", type=int, default=5)
+    p.add_argument("--typed-chars", type=int, default=12)
+    p.add_argument("--edits-per-s", type=float, default=20.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench-out/server.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run_and_report(args)
+
+
+def run_and_report(args: argparse.Namespace) -> int:
+    """Run, write the JSON, print the table."""
+    results = asyncio.run(run(args))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
