@@ -77,7 +77,11 @@ class RestLanguageServer(LanguageServer):
         self.client_options: dict[str, Any] = {}
         self.config = Config()
         self.service = None  # the CompletionService, created at initialize
-        self.scheduler = Scheduler()
+        #: one scheduler per request kind: a classic completion and an inline completion sent
+        #: together (VS Code does) must not supersede each other; they share one result instead
+        self.schedulers = {"inline": Scheduler(), "classic": Scheduler()}
+        #: the completion running or last run, keyed by (uri, document version, offset)
+        self.shared: dict[tuple[str, int | None, int], asyncio.Future] = {}
         # The decoder is single-threaded: one worker runs completions, in order of arrival.
         self.decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-lsp-decode")
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-lsp-index")
@@ -229,7 +233,7 @@ def create_server(config_file_data: dict[str, Any] | None = None) -> RestLanguag
         ls: RestLanguageServer, params: lsp.InlineCompletionParams
     ) -> lsp.InlineCompletionList | None:
         invoked = params.context.trigger_kind == lsp.InlineCompletionTriggerKind.Invoked
-        outcome = await run_completion(ls, params.text_document.uri, params.position, invoked)
+        outcome = await run_completion(ls, params.text_document.uri, params.position, invoked, "inline")
         if outcome is None:
             return lsp.InlineCompletionList(items=[])
         pos = params.position
@@ -282,7 +286,7 @@ async def _completion(ls: RestLanguageServer, params: lsp.CompletionParams) -> l
     Each item inserts the whole (multi-line) completion at the cursor.
     """
     invoked = params.context is None or params.context.trigger_kind == lsp.CompletionTriggerKind.Invoked
-    outcome = await run_completion(ls, params.text_document.uri, params.position, invoked)
+    outcome = await run_completion(ls, params.text_document.uri, params.position, invoked, "classic")
     if outcome is None:
         return lsp.CompletionList(is_incomplete=True, items=[])
     pos = params.position
@@ -306,11 +310,15 @@ async def _completion(ls: RestLanguageServer, params: lsp.CompletionParams) -> l
     return lsp.CompletionList(is_incomplete=True, items=items)
 
 
-async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Position, invoked: bool):
-    """Debounce, claim the decoder, run one completion; None when skipped, superseded or failed."""
+async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Position, invoked: bool, kind: str):
+    """Debounce, claim the decoder, run one completion; None when skipped, superseded or failed.
+
+    A request for the same document version and offset as the completion running (or just run)
+    shares its result instead of decoding again.
+    """
     if ls.service is None or not ls.enabled:
         return None
-    ticket = ls.scheduler.claim(uri)
+    ticket = ls.schedulers[kind].claim(uri)
     started = time.perf_counter()
     try:
         if not invoked and ls.config.server.debounce_ms > 0:
@@ -328,8 +336,18 @@ async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Positio
             ls.log_line(f"[req {ticket.request_id}] no such document {uri}: {exc}", lsp.MessageType.Warning)
             return None
         offset = doc.offset_at_position(position)
+        key = (uri, doc.version, offset)
+        shared = ls.shared.get(key)
+        if shared is not None:
+            try:
+                outcome = await asyncio.shield(shared)
+            except (Cancelled, RestLspError):
+                outcome = None  # the shared run was superseded or failed: run our own
+            if outcome is not None:
+                ls.log_line(f"[req {ticket.request_id}] shares the result of req {outcome.request_id}")
+                return outcome.for_trigger(invoked)
         loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(
+        future = loop.run_in_executor(
             ls.decoder,
             ls.service.complete,
             text,
@@ -339,6 +357,8 @@ async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Positio
             ticket.cancelled.is_set,
             ticket.request_id,
         )
+        ls.shared = {key: future}  # only the newest is worth sharing
+        outcome = await future
         ls.log_line(
             f"[req {ticket.request_id}] {len(outcome.items)} item(s) in "
             f"{(time.perf_counter() - started) * 1000:.0f} ms; {outcome.summary()}"
@@ -359,7 +379,7 @@ async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Positio
         ls.log_line(f"[req {ticket.request_id}] failed: {type(exc).__name__}: {exc}", lsp.MessageType.Error)
         return None
     finally:
-        ls.scheduler.release(ticket)
+        ls.schedulers[kind].release(ticket)
 
 
 async def start_indexing(ls: RestLanguageServer, title: str, rebuild: bool = False) -> None:

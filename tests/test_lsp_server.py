@@ -258,3 +258,23 @@ async def test_invalid_initialization_options_are_reported_and_defaults_used(tmp
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+@pytest.mark.asyncio
+async def test_classic_and_inline_requests_together_share_one_result(tmp_path, model_dir, corpus, workspace):
+    # VS Code with both kinds on sends textDocument/completion and inlineCompletion at once
+    client, result = await start(tmp_path / "home", model_dir, corpus, workspace, inline=True,
+                                 server={"classic_completion": True, "debounce_ms": 0})
+    try:
+        assert result.capabilities.completion_provider is not None
+        uri = open_doc(client, workspace / "both.py", "def k(w):\n    ")
+        classic = asyncio.ensure_future(client.text_document_completion_async(
+            lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=1, character=4))))
+        ghost = asyncio.ensure_future(inline(client, uri, 1, 4))
+        items, ghosts = await asyncio.gather(classic, ghost)
+        assert [i.text_edit.new_text for i in items.items][:1] == [g.insert_text for g in ghosts.items]
+        await wait_for_log(client, lambda m: "shares the result" in m, timeout=30)
+        assert not any("superseded" in m.message for m in client.log_messages)
+    finally:
+        await client.shutdown_session()
+        await client.stop()

@@ -41,6 +41,12 @@ class Outcome:
     prompt_tokens: int
     fim: bool
 
+    def for_trigger(self, invoked: bool) -> "Outcome":
+        """The same outcome with the items an automatic (one) or invoked request offers."""
+        if invoked or len(self.items) <= 1:
+            return self
+        return Outcome(self.request_id, self.items[:1], self.stats, self.latency_s, self.prompt_tokens, self.fim)
+
     def summary(self) -> str:
         """One log line of figures."""
         s = self.stats
@@ -174,9 +180,10 @@ class CompletionService:
         """One line saying what is loaded and indexed."""
         stats = self.store.stats() if self.store is not None else {}
         tiers = ", ".join(
-            f"{name} {tier.get('tokens', 0):,} tokens" for name, tier in stats.get("tiers", {}).items()
-        ) if isinstance(stats.get("tiers"), dict) else ""
-        return f"rest-lsp ready: model {self.loaded.source} on {self.loaded.device}; index {tiers}".rstrip("; ")
+            f"{name} {stats[name]['tokens']:,} tokens" for name in ("live", "workspace", "corpus")
+            if isinstance(stats.get(name), dict)
+        )
+        return f"rest-lsp ready: model {self.loaded.source} on {self.loaded.device}; index: {tiers or 'none'}"
 
     def apply_config(self, config: Config) -> None:
         """Take a new configuration; decoding settings apply at once, model/index at restart."""

@@ -1,0 +1,47 @@
+-- Defaults of rest-lsp for Neovim.  Pure data: tests/test_editors_defaults.py reads this file and
+-- checks `settings` against the server's own defaults (rest_lsp.config.Config), so that they stay
+-- one source of truth.  Only the settings you pass to setup() are sent to the server (a server
+-- config file still applies to the rest); these values document what you get otherwise.
+return {
+  -- the server command; `rest-lsp` must be on PATH, or give its full path
+  cmd = { 'rest-lsp', 'serve', '--stdio' },
+  -- filetypes to attach to; nil means every file buffer
+  filetypes = nil,
+  -- files or folders that mark the workspace root (else the file's folder)
+  root_markers = { '.git', 'pyproject.toml', 'setup.py', 'setup.cfg', 'package.json', 'Cargo.toml', 'go.mod' },
+  -- ask for a completion automatically while typing (Neovim 0.11 popup; 0.12 ghost text always is)
+  autotrigger = true,
+  -- insert-mode keys; false disables a mapping
+  keys = {
+    accept = '<Tab>', -- 0.12: accept the ghost text (falls back to a Tab)
+    next = '<M-]>', -- 0.12: next candidate
+    prev = '<M-[>', -- 0.12: previous candidate
+    trigger = '<C-Space>', -- 0.11: ask for completions now (popup; accept with <C-y>)
+  },
+  -- server settings, nested like the server's configuration (rest-lsp config sections)
+  settings = {
+    model = {
+      name = '', -- local path or hub name; empty means the embedded model
+      device = 'auto', -- auto, cpu, cuda, cuda:N
+      dtype = 'auto', -- auto, float32, bfloat16, float16
+      threads = 0, -- torch CPU threads; 0 means all cores
+    },
+    index = {
+      corpus_roots = {}, -- extra folders to retrieve from; empty means the Python standard library
+      exclude_globs = {}, -- extra gitignore-style patterns never indexed
+      index_dir = '', -- empty means the user cache directory
+    },
+    decoding = {
+      max_new_tokens = 64,
+      draft_budget = 0, -- draft-tree nodes per step; 0 is adaptive
+      max_draft_budget = 64,
+    },
+    server = {
+      debounce_ms = 75,
+      disabled_languages = {}, -- filetypes without completion
+      max_items = 3, -- items of an explicit request, to cycle through
+      classic_completion = false, -- also offer textDocument/completion to inline-capable clients
+      max_prompt_tokens = 1024,
+    },
+  },
+}

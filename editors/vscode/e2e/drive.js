@@ -1,0 +1,205 @@
+// Drives a running code-server (VS Code in the browser) with headless Chromium through
+// playwright-core: open a Python file, type, wait for rest-lsp's ghost text, accept it with Tab,
+// save.  Reads a JSON spec from REST_LSP_E2E:
+//   { url, chromium, file (name for Quick Open), path (its path: saving waits for it to change),
+//     type (text to type at the end of the file),
+//     expected (the ghost text to wait for), expected_invoked (after Esc and Alt+\, Tab accepts it),
+//     screenshot, out, timeout_ms, classic (use the suggestion list instead of the ghost text),
+//     bad_server_path: optional, set in the Settings editor at the end (a missing server) }
+// and writes a JSON report to `out`: { ghost, statusbar, saved, not_found_message, error, events }.
+// Every wait is on a condition with a timeout (no fixed sleeps).
+'use strict';
+
+const fs = require('fs');
+const { chromium } = require('playwright-core');
+
+const spec = JSON.parse(process.env.REST_LSP_E2E || '{}');
+const timeout = spec.timeout_ms || 120000;
+const report = { events: [] };
+const t0 = Date.now();
+const note = (what) => report.events.push(`${Date.now() - t0} ms ${what}`);
+
+/**
+ * The ghost text VS Code shows in the active editor: the first line is made of
+ * `.ghost-text-decoration` spans inside the cursor's line, the further lines are view lines (in a
+ * view zone below it) made of `.ghost-text` spans; null when there is none.
+ */
+function ghostText() {
+    const editor = document.querySelector('.editor-instance .monaco-editor.focused') ||
+        document.querySelector('.editor-instance .monaco-editor');
+    if (!editor) return null;
+    const inline = Array.from(editor.querySelectorAll('.ghost-text-decoration, .ghost-text-decoration-preview'));
+    const lines = Array.from(new Set(Array.from(editor.querySelectorAll('.ghost-text'), (span) => span.closest('.view-line'))))
+        .filter((line) => line !== null)
+        .sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
+    if (inline.length === 0 && lines.length === 0) return null;
+    const text = inline.map((span) => span.textContent).join('') +
+        lines.map((line) => '\n' + line.textContent).join('');
+    return text.replace(/\u00a0/g, ' ');
+}
+
+async function statusBarLabel(page) {
+    const item = page.locator('.statusbar-item', { hasText: 'rest-lsp' }).first();
+    if ((await item.count()) === 0) return null;
+    const label = await item.getAttribute('aria-label');
+    return { label, text: (await item.innerText()).trim() };
+}
+
+/** Save the active editor (Ctrl+S) and wait until the file on disk has changed. */
+async function save(page) {
+    const before = spec.path ? fs.readFileSync(spec.path, 'utf8') : null;
+    await page.keyboard.press('Control+S');
+    if (before === null) {
+        await page.locator('.tab.active.dirty').waitFor({ state: 'detached' });
+        return;
+    }
+    await waitFor('saved', async () => ({ ok: fs.readFileSync(spec.path, 'utf8') !== before }), 30000);
+}
+
+/** Run a command by its title through the Command Palette (F1). */
+async function runCommand(page, title) {
+    await page.keyboard.press('F1');
+    await page.locator('.quick-input-widget input').fill('>' + title);
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
+    await page.keyboard.press('Enter');
+}
+
+async function waitFor(what, fn, ms = timeout, every = 100) {
+    const deadline = Date.now() + ms;
+    let last;
+    for (;;) {
+        last = await fn();
+        if (last && last.ok) {
+            note(what);
+            return last.value;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last && last.value)}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, every));
+    }
+}
+
+async function main() {
+    const browser = await chromium.launch({
+        executablePath: spec.chromium || '/usr/bin/chromium',
+        headless: true,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update', '--disable-sync',
+            '--disable-dev-shm-usage'],
+    });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    try {
+        page.setDefaultTimeout(timeout);
+        await page.goto(spec.url);
+        await page.locator('.monaco-workbench').waitFor();
+        note('workbench');
+        // the extension is up once its status-bar item reads "ready"
+        report.statusbar_ready = await waitFor('rest-lsp ready', async () => {
+            const s = await statusBarLabel(page);
+            return { ok: !!s && /ready/.test(s.label || ''), value: s };
+        });
+        // open the file with Quick Open
+        await page.keyboard.press('Control+P');
+        await page.locator('.quick-input-widget input').fill(spec.file);
+        await page.locator('.quick-input-list .monaco-list-row').first().waitFor();
+        await page.keyboard.press('Enter');
+        await page.locator(`.tab.active[aria-label*="${spec.file}"]`).waitFor();
+        const editor = page.locator('.editor-instance .monaco-editor').first();
+        await editor.locator('.view-lines').click();
+        note('file open');
+        await page.keyboard.press('Control+End');
+        await page.keyboard.type(spec.type, { delay: 30 });
+        note('typed');
+        if (spec.classic) {
+            // the classic completion item: the suggestion list (Ctrl+Space), Enter inserts it
+            await page.keyboard.press('Control+Space');
+            const rows = page.locator('.suggest-widget .monaco-list-row');
+            await rows.first().waitFor();
+            report.suggestions = (await rows.allInnerTexts()).map((t) => t.replace(/\u00a0/g, ' '));
+            note('suggestions');
+            await page.keyboard.press('Enter');
+            await rows.first().waitFor({ state: 'hidden' });
+            await save(page);
+            report.saved = true;
+            return;
+        }
+        // the ghost text shown by VS Code equals the server's completion
+        try {
+            report.ghost = await waitFor('ghost text', async () => {
+                const ghost = await page.evaluate(ghostText);
+                return { ok: ghost === spec.expected, value: ghost };
+            });
+        } catch (err) {
+            report.ghost = await page.evaluate(ghostText);
+            throw err;
+        }
+        report.statusbar = await waitFor('status bar figures', async () => {
+            const s = await statusBarLabel(page);
+            return { ok: !!s && /ms/.test(s.text), value: s };
+        }, 30000);
+        if (spec.screenshot) {
+            await page.screenshot({ path: spec.screenshot });
+            note('screenshot');
+        }
+        // Esc dismisses the ghost text; asking explicitly (Alt+\, an Invoked request: the
+        // server returns up to max_items items to cycle through) shows it again
+        await page.keyboard.press('Escape');
+        await waitFor('ghost text dismissed', async () => ({ ok: (await page.evaluate(ghostText)) === null }), 10000);
+        if (spec.expected_invoked !== undefined) {
+            // the command behind Alt+\ (through the palette: key chords vary with the layout)
+            await runCommand(page, 'Trigger Inline Suggestion');
+            report.ghost_invoked = await waitFor('ghost text on request', async () => {
+                const ghost = await page.evaluate(ghostText);
+                return { ok: ghost === spec.expected_invoked, value: ghost };
+            }, 60000);
+        }
+        await page.keyboard.press('Tab');
+        await waitFor('ghost text gone', async () => ({ ok: (await page.evaluate(ghostText)) === null }), 10000);
+        await save(page);
+        // the status command opens the details (the output panel)
+        await page.locator('.statusbar-item', { hasText: 'rest-lsp' }).first().click();
+        report.status_output = await waitFor('status details', async () => {
+            const text = await page.locator('.output-view, .panel .monaco-editor').first().innerText().catch(() => '');
+            return { ok: text.includes('accepted_items'), value: text.replace(/\u00a0/g, ' ').slice(-2000) };
+        }, 30000);
+        report.saved = true;
+        if (spec.bad_server_path) {
+            // set a server path that does not exist in the Settings editor: the extension
+            // restarts the server, and says that it was not found and how to fix it
+            await runCommand(page, 'Preferences: Open User Settings');
+            await page.locator('.settings-editor .suggest-input-container').waitFor();
+            await page.keyboard.type('rest-lsp.serverPath');
+            // a machine-overridable setting: in a remote window (code-server is one) it is set
+            // in the Remote tab; in a desktop VS Code, in the User tab
+            const remoteTab = page.locator('.settings-editor .settings-tabs-widget .action-label', { hasText: 'Remote' });
+            if (await remoteTab.count()) await remoteTab.first().click();
+            // once the search has filtered the list down to the setting
+            const input = page.locator('.settings-editor .setting-item-contents', { hasText: 'Server Path' })
+                .locator('input').first();
+            await input.waitFor().catch(async (err) => { if (spec.debug) await page.screenshot({ path: spec.out + '.settings.png' }); throw err; });
+            await input.fill(spec.bad_server_path);
+            await page.keyboard.press('Tab');
+            note('setting changed');
+            if (spec.debug) await page.screenshot({ path: spec.out + '.settings.png' });
+            report.not_found_message = await waitFor('server-not-found message', async () => {
+                const text = await page.locator('.notifications-toasts').innerText().catch(() => '');
+                return { ok: text.includes('was not found'), value: text };
+            }, 60000);
+        }
+    } catch (err) {
+        // what the editor looked like when it failed, next to the report
+        await page.screenshot({ path: spec.out.replace(/\.json$/, '') + '-failure.png' }).catch(() => {});
+        throw err;
+    } finally {
+        await browser.close();
+    }
+}
+
+main()
+    .catch((err) => {
+        report.error = String(err && err.stack || err);
+    })
+    .finally(() => {
+        fs.writeFileSync(spec.out, JSON.stringify(report, null, 2));
+    });

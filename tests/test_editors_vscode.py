@@ -1,0 +1,214 @@
+"""The VS Code extension (editors/vscode) in a real VS Code: code-server driven by headless Chromium.
+
+The extension is built into a .vsix by its own build (``npm run package``), installed with
+``code-server --install-extension``; the driver (editors/vscode/e2e/drive.js, playwright-core)
+types into a Python file, waits until the ghost text equals the completion that ``rest-lsp
+complete`` computes independently, dismisses it (Esc), asks again (Alt+\\), accepts it (Tab) and
+saves.  ``REST_LSP_SCREENSHOT=docs/vscode-inline.png`` keeps its screenshot;
+``REST_LSP_EDITOR_SERVER`` replaces the server executable (debugging).  The tools come from
+``scripts/editor-test-deps.sh``; each missing one skips the test with the command to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from editors_testing import (
+    DEPS,
+    INSTALL_HINT,
+    SOURCE,
+    code_server_entry,
+    editor_env,
+    find_chromium,
+    find_node,
+    make_workspace,
+    playwright_core,
+    rest_lsp_executable,
+)
+from lsp_testing import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+EXTENSION = REPO / "editors" / "vscode"
+TYPED = "return "  # typed at the end of the file, which then reads SOURCE
+
+
+def missing_tool() -> str | None:
+    if find_node() is None:
+        return f"node is not installed (install: {INSTALL_HINT} vscode)"
+    if not (EXTENSION / "node_modules" / ".bin" / "vsce").exists():
+        return f"the extension's build tools are not installed (cd editors/vscode && npm ci, or {INSTALL_HINT} vscode)"
+    if code_server_entry() is None:
+        return f"code-server is not installed (install: {INSTALL_HINT} vscode)"
+    if find_chromium() is None:
+        return f"chromium is not installed (install: {INSTALL_HINT} vscode, or apt-get install chromium)"
+    if playwright_core() is None:
+        return f"playwright-core is not installed (install: {INSTALL_HINT} vscode)"
+    return None
+
+
+MISSING = missing_tool()
+needs_code_server = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until ``url`` answers (polling a condition, with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"code-server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer in {timeout} s")
+            time.sleep(0.1)  # the poll interval of a condition wait
+
+
+@pytest.fixture(scope="module")
+def vsix() -> Path:
+    """The extension built by its own build: ``npm run package``."""
+    out = subprocess.run(["npm", "run", "package"], cwd=EXTENSION, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    path = EXTENSION / "rest-lsp.vsix"
+    assert path.exists()
+    return path
+
+
+def user_settings(model_dir: Path, corpus: Path, server_path: str) -> dict:
+    """VS Code user settings: the extension's settings for the tiny model, and a quiet workbench."""
+    return {
+        "rest-lsp.serverPath": server_path,
+        "rest-lsp.model.name": str(model_dir),
+        "rest-lsp.model.threads": 1,
+        "rest-lsp.index.corpusRoots": [str(corpus)],
+        "rest-lsp.decoding.maxNewTokens": 16,
+        "rest-lsp.server.debounceMs": 0,
+        "workbench.startupEditor": "none",
+        "security.workspace.trust.enabled": False,
+        "extensions.ignoreRecommendations": True,
+        "extensions.autoUpdate": False,
+        "extensions.autoCheckUpdates": False,
+        "telemetry.telemetryLevel": "off",
+        "update.mode": "none",
+        "workbench.tips.enabled": False,
+        "window.commandCenter": False,
+        "chat.commandCenter.enabled": False,
+        # no suggestion widget over the ghost text (Tab would accept the widget's item)
+        "editor.quickSuggestions": {"other": False, "comments": False, "strings": False},
+        "editor.suggestOnTriggerCharacters": False,
+        "editor.wordBasedSuggestions": "off",
+    }
+
+
+def drive_code_server(tmp_path: Path, vsix: Path, settings: dict, spec: dict) -> tuple[dict, Path]:
+    """Install the extension into a fresh code-server, open a workspace whose ops.py is SOURCE
+    without TYPED, run the driver with ``spec``; the driver's report and the workspace."""
+    home = tmp_path / "home"
+    env = editor_env(home)
+    user_data, extensions = tmp_path / "user-data", tmp_path / "extensions"
+    (user_data / "User").mkdir(parents=True)
+    (user_data / "User" / "settings.json").write_text(json.dumps(settings, indent=1))
+    ws = make_workspace(tmp_path / "ws")
+    (ws / "ops.py").write_text(SOURCE[: -len(TYPED)])
+    node = find_node()
+    entry = str(code_server_entry())
+    dirs = ["--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
+
+    out = subprocess.run([node, entry, *dirs, "--install-extension", str(vsix)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "successfully installed" in out.stdout, out.stdout + out.stderr
+
+    port = free_port()
+    log = (tmp_path / "code-server.log").open("w")
+    server = subprocess.Popen(
+        [node, entry, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}", "--disable-telemetry", "--disable-update-check",
+         "--disable-workspace-trust", "--disable-getting-started-override", *dirs, str(ws)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        report_file = tmp_path / "report.json"
+        spec = {
+            "url": f"http://127.0.0.1:{port}/?folder={ws}",
+            "chromium": find_chromium(),
+            "file": "ops.py",
+            "path": str(ws / "ops.py"),
+            "type": TYPED,
+            "out": str(report_file),
+            "timeout_ms": 240000,
+            **spec,
+        }
+        drive_env = dict(env, REST_LSP_E2E=json.dumps(spec), NODE_PATH=str(DEPS / "browser" / "node_modules"))
+        proc = subprocess.run([node, str(EXTENSION / "e2e" / "drive.js")], env=drive_env, capture_output=True, text=True, timeout=600)
+        assert report_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+        return json.loads(report_file.read_text()), ws
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+        log.close()
+
+
+@needs_code_server
+def test_ghost_text_is_the_server_completion_and_tab_accepts_it(tmp_path, vsix, editor_model_dir, editor_corpus, editor_expected):
+    expected = editor_expected(invoked=False)[0]
+    invoked = editor_expected(invoked=True)
+    assert expected and invoked, "the tiny model gave no completion to compare"
+    screenshot = tmp_path / "vscode-inline.png"
+    report, ws = drive_code_server(tmp_path, vsix, user_settings(editor_model_dir, editor_corpus, rest_lsp_executable()), {
+        "expected": expected,
+        "expected_invoked": invoked[0],
+        "screenshot": str(screenshot),
+        "bad_server_path": str(tmp_path / "no-such-dir" / "rest-lsp"),
+    })
+    if os.environ.get("REST_LSP_SCREENSHOT") and screenshot.exists():
+        shutil.copy(screenshot, os.environ["REST_LSP_SCREENSHOT"])
+    assert report.get("error") is None, json.dumps(report, indent=1, ensure_ascii=False)
+    # the ghost text VS Code showed is the server's completion ...
+    assert report["ghost"] == expected
+    # ... Esc dismissed it, Alt+\ asked again (the first of the invoked items), Tab inserted
+    # it, the file was saved with it, and the acceptance reached the server
+    assert report["ghost_invoked"] == invoked[0]
+    assert (ws / "ops.py").read_text() == SOURCE + invoked[0]
+    assert '"accepted_items": 1' in report["status_output"]
+    # the status bar shows readiness, then the last latency and tokens per step
+    assert "ready" in report["statusbar_ready"]["label"]
+    assert "ms" in report["statusbar"]["text"] and "tok/step" in report["statusbar"]["text"]
+    # a server path that does not exist is reported with the fix
+    assert "rest-lsp.serverPath" in report["not_found_message"]
+    assert screenshot.exists()
+
+
+@needs_code_server
+def test_classic_completion_item_inserts_the_whole_completion(tmp_path, vsix, editor_model_dir, editor_corpus, editor_expected):
+    invoked = editor_expected(invoked=True)
+    settings = user_settings(editor_model_dir, editor_corpus, rest_lsp_executable())
+    settings["rest-lsp.server.classicCompletion"] = True
+    # ghost text off: VS Code sends an inline request right after the completion request, and the
+    # server supersedes the one in flight by the newer one, whatever their kinds (reported)
+    settings["editor.inlineSuggest.enabled"] = False
+    report, ws = drive_code_server(tmp_path, vsix, settings, {"classic": True})
+    assert report.get("error") is None, json.dumps(report, indent=1, ensure_ascii=False)
+    # one suggestion per item, labelled with the first line of its text; Enter inserted the first
+    assert len(report["suggestions"]) == len(invoked)
+    assert (ws / "ops.py").read_text() == SOURCE + invoked[0]
