@@ -107,8 +107,9 @@ class IndexConfig:
     ignore_globs: list[str] = field(default_factory=lambda: list(DEFAULT_IGNORE_GLOBS))
     #: files a corpus root contributes (gitignore-style); empty means every text file
     corpus_include_globs: list[str] = field(default_factory=lambda: ["*.py", "*.pyi"])
-    #: most tokens in one corpus shard (shards are built in parallel, searched one by one)
-    corpus_shard_tokens: int = 48_000_000
+    #: most tokens in one corpus or workspace shard: every query searches every shard, so
+    #: fewer is faster; a shard's suffix array needs ~25 bytes/token of memory while built
+    corpus_shard_tokens: int = 96_000_000
     #: changed workspace files live in a small in-memory delta shard, rebuilt on every save
     #: (cost grows with it); past this many tokens they are folded into a rebuilt base shard
     compact_tokens: int = 250_000

@@ -1,0 +1,75 @@
+"""``rest-lsp index`` smoke tests, and the indexer's promise never to import torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from indexer_fixtures import SAMPLE_CODE, make_workspace
+from rest_lsp.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_build_stats_query_verify(tmp_path, index_env, tiny_tokenizer_path, capsys):
+    ws = make_workspace(tmp_path / "ws", {"m.py": SAMPLE_CODE})
+    corpus = make_workspace(tmp_path / "corpus", {"c.py": SAMPLE_CODE.replace("add", "plus")})
+    common = ["--workspace", str(ws), "--tokenizer", str(tiny_tokenizer_path)]
+    assert main(["index", "build", *common, "--corpus", str(corpus), "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["workspace"]["docs"] == 1 and built["corpus"]["docs"] == 1
+
+    assert main(["index", "stats", *common, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["workspace"]["tokens"] == built["workspace"]["tokens"]
+    assert main(["index", "stats", *common]) == 0
+    assert "workspace: 1 shard(s)" in capsys.readouterr().out
+
+    assert main(["index", "query", "def add(a, b):\\n    return", *common, "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)
+    assert q["suffix_len"] > 0 and q["candidates"]
+    first = q["candidates"][0]
+    assert set(first) == {"tokens", "text", "count", "source", "suffix_len"}
+    assert main(["index", "query", "def add(a, b):\\n    return", *common]) == 0
+    out = capsys.readouterr().out
+    assert "matched suffix" in out and "latency" in out
+
+    assert main(["index", "verify", *common]) == 0
+    assert capsys.readouterr().out.strip().endswith("ok")
+
+
+def test_stats_without_index_is_a_clean_error(tmp_path, index_env, tiny_tokenizer_path, capsys):
+    code = main(["index", "stats", "--index-dir", str(tmp_path / "none"), "--tokenizer", str(tiny_tokenizer_path)])
+    assert code == 1
+    assert "no index" in capsys.readouterr().err
+
+
+def test_indexer_never_imports_torch():
+    code = (
+        "import sys\n"
+        "import indexer, indexer.datastore, indexer.workspace_index, indexer.watcher, indexer.bench\n"
+        "import indexer.retrieval, indexer.sources, indexer.tokens, indexer.shard, indexer.build\n"
+        "import rest_lsp.commands.index\n"
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m == 'transformers']\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_bench_smoke(tmp_path, index_env, tiny_tokenizer_path, capsys):
+    corpus = make_workspace(tmp_path / "corpus", {f"lib/m{i}.py": SAMPLE_CODE for i in range(5)})
+    out = tmp_path / "bench.json"
+    code = main(["index", "bench", "--corpus", str(corpus), "--tokenizer", str(tiny_tokenizer_path),
+                 "--work", str(tmp_path / "work"), "--queries", "30", "--files", "20", "--saves", "2",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["build"]["tokens"] > 0 and result["refresh"]["files"] == 20
+    assert result["refresh"]["watcher_p95_ms"] < 5000 and not result["refresh"]["errors"]
+    assert set(result["retrieval_corpus"]) == {"longest", "all_lengths", "rest_paper"}
+    assert "| figure | measured | target |" in capsys.readouterr().out
