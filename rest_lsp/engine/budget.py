@@ -1,0 +1,186 @@
+"""The draft budget: how many draft tokens to verify per step on this hardware.
+
+Speed per step is (expected tokens per step) / (step time).  The step time is the measured cost
+c(k) of verifying k = budget + 1 tree rows (plus the per-step overhead outside the model); the
+expected tokens per step is learnt online from the acceptance history.  Because the best-first
+cut is nested (``draft_tree``), one step verified at budget B also tells what every budget b <= B
+would have accepted: the accepted path nodes whose pick rank is <= b.  Larger budgets are
+explored now and then.  Pure Python; the measuring of c(k) lives in ``cost``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from rest_lsp.engine.acceptance import Acceptance
+from rest_lsp.engine.draft_tree import DraftTree
+
+
+class BudgetPolicy(Protocol):
+    """Chooses the draft budget of the next step and learns from what happened."""
+
+    def budget(self) -> int:
+        """Draft tokens (tree nodes below the root) to ask for this step."""
+        ...
+
+    def observe(
+        self, requested: int, tree: DraftTree, acceptance: Acceptance, forward_s: float, other_s: float
+    ) -> None:
+        """Learn from one verified step."""
+        ...
+
+
+@dataclass
+class FixedBudget:
+    """Always the same budget (config ``draft_budget > 0``, or 0 for plain greedy)."""
+
+    value: int
+
+    def budget(self) -> int:
+        return self.value
+
+    def observe(self, requested, tree, acceptance, forward_s, other_s) -> None:
+        pass
+
+
+@dataclass
+class CostModel:
+    """c(k): seconds one verification forward of k tree rows takes, piecewise linear in k."""
+
+    #: measured row counts (ascending) and their seconds
+    sizes: list[int]
+    seconds: list[float]
+    #: weight of a new online observation of a measured size
+    learning_rate: float = 0.05
+
+    def __call__(self, k: int) -> float:
+        xs, ys = self.sizes, self.seconds
+        if k <= xs[0]:
+            return ys[0]
+        for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+            if k <= x1:
+                return y0 + (y1 - y0) * (k - x0) / (x1 - x0)
+        if len(xs) == 1:
+            return ys[0]
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return ys[-1] + max(slope, 0.0) * (k - xs[-1])
+
+    def curve(self, ks: np.ndarray) -> np.ndarray:
+        """c(k) for many k at once (the same piecewise-linear curve as ``__call__``)."""
+        return np.array([self(int(k)) for k in ks]) if len(self.sizes) < 2 else _interp(self, ks)
+
+    def observe(self, k: int, seconds: float) -> None:
+        """Move the measured point nearest to ``k`` (in log scale) toward an observed time."""
+        i = min(range(len(self.sizes)), key=lambda j: abs(math.log(self.sizes[j]) - math.log(k)))
+        if self.sizes[i] == k:
+            self.seconds[i] += self.learning_rate * (seconds - self.seconds[i])
+
+    def relative(self) -> dict[int, float]:
+        """c(k) / c(1) for every measured k."""
+        return {k: s / self.seconds[0] for k, s in zip(self.sizes, self.seconds)}
+
+    def to_dict(self) -> dict:
+        return {"sizes": list(self.sizes), "seconds": list(self.seconds)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CostModel":
+        return cls(sizes=[int(k) for k in data["sizes"]], seconds=[float(s) for s in data["seconds"]])
+
+    @classmethod
+    def flat(cls) -> "CostModel":
+        """A cost model where every size costs the same (an idealised GPU)."""
+        return cls(sizes=[1, 64], seconds=[1.0, 1.0])
+
+
+def _interp(cost: CostModel, ks: np.ndarray) -> np.ndarray:
+    xs = np.asarray(cost.sizes, dtype=np.float64)
+    ys = np.asarray(cost.seconds, dtype=np.float64)
+    out = np.interp(ks, xs, ys)
+    slope = max((ys[-1] - ys[-2]) / (xs[-1] - xs[-2]), 0.0)
+    beyond = ks > xs[-1]
+    out[beyond] = ys[-1] + slope * (ks[beyond] - xs[-1])
+    return out
+
+
+def prior_accepted(budget: int) -> float:
+    """A prior for expected accepted drafts at ``budget`` (shape of DESIGN 5b's oracle rows)."""
+    return 0.0 if budget <= 0 else 0.3 + 0.13 * math.log2(budget)
+
+
+@dataclass
+class AcceptanceModel:
+    """Online estimate of expected accepted drafts per step as a function of the budget."""
+
+    max_budget: int
+    #: weight of one new step in the running means (recent steps matter most)
+    learning_rate: float = 0.05
+    #: pseudo-steps the prior counts for
+    prior_weight: float = 2.0
+    means: list[float] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.means:
+            self.means = [prior_accepted(b) for b in range(self.max_budget + 1)]
+            self.weights = [self.prior_weight] * (self.max_budget + 1)
+
+    def observe(self, requested: int, tree: DraftTree, acceptance: Acceptance) -> None:
+        """Record what each budget b <= ``requested`` would have accepted in this step."""
+        accepted_ranks = sorted(tree.ranks[i] for i in acceptance.nodes[1:])
+        count = 0
+        for b in range(1, min(requested, self.max_budget) + 1):
+            while count < len(accepted_ranks) and accepted_ranks[count] <= b:
+                count += 1
+            rate = max(1.0 / (self.weights[b] + 1.0), self.learning_rate)
+            self.means[b] += rate * (count - self.means[b])
+            self.weights[b] += 1.0
+
+    def expected_tokens(self, budget: int) -> float:
+        """Expected tokens per step (accepted drafts + the bonus token) at ``budget``."""
+        # accepting more can never hurt: keep the estimate monotone in the budget
+        return 1.0 + max(self.means[: budget + 1])
+
+
+@dataclass
+class AdaptiveBudget:
+    """Chooses the budget maximising expected tokens per second under the measured c(k)."""
+
+    cost: CostModel
+    max_budget: int = 64
+    #: every this many steps, try twice the chosen budget to learn about larger trees
+    explore_every: int = 8
+    acceptance: AcceptanceModel | None = None
+    overhead_s: float = 0.0
+    steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.acceptance is None:
+            self.acceptance = AcceptanceModel(self.max_budget)
+
+    def best(self) -> int:
+        """The budget with the highest expected tokens per second right now."""
+        rows = np.arange(1, self.max_budget + 2)
+        seconds = self.cost.curve(rows) + self.overhead_s  # [max_budget + 1]
+        best_b, best_speed, accepted = 0, -1.0, 0.0
+        for b, mean in enumerate(self.acceptance.means):
+            accepted = max(accepted, mean)  # monotone: a larger tree never accepts less
+            speed = (1.0 + accepted) / seconds[b]
+            if speed > best_speed:  # ties go to the smaller budget
+                best_b, best_speed = b, speed
+        return best_b
+
+    def budget(self) -> int:
+        b = self.best()
+        self.steps += 1
+        if self.steps % self.explore_every == 0:
+            b = min(self.max_budget, max(2 * b, 4))
+        return b
+
+    def observe(self, requested, tree, acceptance, forward_s, other_s) -> None:
+        self.acceptance.observe(requested, tree, acceptance)
+        self.cost.observe(len(tree), forward_s)
+        self.overhead_s += 0.05 * (other_s - self.overhead_s)

@@ -1,0 +1,113 @@
+"""Measuring c(k), the cost of one verification forward of k tree rows, on this device.
+
+Measured through the real verification path (``verify_tree`` on a prefilled cache, then the rows
+dropped again), a few repeats per size, median kept.  Results are cached per model, dtype,
+device, thread count and library versions, so a server start measures once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rest_lsp.engine import kv_cache
+from rest_lsp.engine.budget import CostModel
+from rest_lsp.engine.draft_tree import DraftTree
+from rest_lsp.engine.forward import model_device, prefill, verify_tree
+from rest_lsp.engine.tree_inputs import tree_inputs
+
+log = logging.getLogger(__name__)
+
+#: tree sizes measured at start-up (rows, the root included)
+STARTUP_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+
+
+def chain_tree(k: int, vocab_size: int) -> DraftTree:
+    """A straight chain of k nodes (cost depends on the row count, not the shape)."""
+    tokens = tuple((7 * i + 3) % vocab_size for i in range(k))
+    return DraftTree(tokens, (-1,) + tuple(range(k - 1)), tuple(range(k)), tuple(range(k)), (0.0,) * k)
+
+
+def _sync(device: Any) -> None:
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def measure_cost(
+    model: Any,
+    sizes: Sequence[int] = STARTUP_SIZES,
+    context_len: int = 256,
+    repeats: int = 3,
+) -> CostModel:
+    """c(k) for each k in ``sizes``, verifying over a ``context_len``-token cache."""
+    vocab = int(model.config.vocab_size)
+    device = model_device(model)
+    cache = kv_cache.new_cache()
+    prefill(model, cache, [(11 * i + 5) % vocab for i in range(context_len)])
+    verify_tree(model, cache, tree_inputs(chain_tree(4, vocab)))  # warm-up
+    kv_cache.crop(cache, context_len)
+    seconds = []
+    for k in sizes:
+        inputs = tree_inputs(chain_tree(k, vocab))
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            logits = verify_tree(model, cache, inputs)
+            logits.argmax(-1).cpu()
+            times.append(time.perf_counter() - t0)
+            kv_cache.crop(cache, context_len)
+        seconds.append(statistics.median(times))
+    return CostModel(sizes=list(sizes), seconds=seconds)
+
+
+def cost_key(model: Any, extra: str = "") -> str:
+    """A short hash naming a model on a device (for the cost cache file)."""
+    import torch
+    import transformers
+
+    p = next(model.parameters())
+    parts = [
+        getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", ""),
+        model.config.to_json_string(use_diff=False),
+        str(p.dtype),
+        str(p.device),
+        str(torch.get_num_threads()),
+        torch.__version__,
+        transformers.__version__,
+        extra,
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    """Where measured cost curves are kept."""
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("rest-lsp")) / "cost"
+    except ImportError:  # platformdirs is a dependency, but the engine must not need it
+        return Path.home() / ".cache" / "rest-lsp" / "cost"
+
+
+def cached_cost(model: Any, cache_dir: Path | None = None, **measure_kwargs: Any) -> CostModel:
+    """c(k) from the cache when this model was measured on this device before, else measured."""
+    path = (cache_dir or default_cache_dir()) / f"{cost_key(model)}.json"
+    try:
+        return CostModel.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError):
+        pass
+    cost = measure_cost(model, **measure_kwargs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cost.to_dict()))
+    except OSError as exc:  # a read-only home is no reason to fail
+        log.warning("cannot cache the cost curve in %s: %s", path, exc)
+    return cost

@@ -1,0 +1,234 @@
+"""Drafters: where speculative continuations come from, behind one small interface.
+
+A drafter gets the context (every accepted token, the last one being the root that the next
+verification step starts from) and returns candidate continuations of it.  The datastore's
+``retrieve()`` returns objects with the same four fields, so an adapter is a one-liner; the
+engine itself never imports the indexer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+#: default weight of each source when several drafters are merged; the current text and the
+#: workspace predict a completion better than a static corpus (DESIGN 2 and 5b)
+DEFAULT_SOURCE_WEIGHTS: dict[str, float] = {
+    "live": 4.0,
+    "context": 4.0,
+    "prompt_lookup": 4.0,
+    "history": 3.0,
+    "recycle": 1.0,
+    "workspace": 2.0,
+    "corpus": 1.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One retrieved continuation of the context: tokens after the root, with its support."""
+
+    tokens: tuple[int, ...]
+    #: how often this continuation was seen (any non-negative weight)
+    count: float
+    #: where it came from ("context", "corpus", "workspace", "live", ...)
+    source: str
+    #: how many context tokens (root included) matched before it
+    suffix_len: int
+
+
+@runtime_checkable
+class Drafter(Protocol):
+    """Anything that proposes continuations of a token context."""
+
+    def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
+        """Candidate continuations of ``context_ids`` (whose last token is the root)."""
+        ...
+
+
+class NullDrafter:
+    """A drafter that never proposes anything: speculative decoding degrades to greedy."""
+
+    def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
+        return []
+
+
+class PromptLookupDrafter:
+    """Prompt lookup as in transformers' ``prompt_lookup_num_tokens``: one chain from the context.
+
+    The last ``n`` tokens (n from ``max_ngram`` down to 1) are searched for in the context; the
+    first earlier occurrence with a non-empty continuation gives up to ``span`` tokens.
+    """
+
+    def __init__(self, span: int = 10, max_ngram: int = 2, source: str = "prompt_lookup") -> None:
+        self.span = span
+        self.max_ngram = max_ngram
+        self.source = source
+
+    def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
+        ctx = np.asarray(context_ids, dtype=np.int64)
+        n = len(ctx)
+        for size in range(min(self.max_ngram, n - 1), 0, -1):
+            ngram = ctx[n - size :]
+            windows = np.lib.stride_tricks.sliding_window_view(ctx[: n - 1], size)
+            hits = np.flatnonzero((windows == ngram).all(axis=1))
+            for start in hits:
+                begin = int(start) + size
+                end = min(begin + self.span, n)
+                if begin < end:
+                    tokens = tuple(int(t) for t in ctx[begin:end])
+                    return [Candidate(tokens, 1.0, self.source, size)]
+        return []
+
+
+class ContextSuffixDrafter:
+    """Continuations of every earlier occurrence of the context's own suffix (most recent first).
+
+    Each earlier position whose preceding tokens match the context's suffix over at least
+    ``min_suffix`` tokens gives one candidate of up to ``span`` tokens, tagged with its match
+    length so that longer matches can be weighted up when drafts are merged.
+    """
+
+    def __init__(
+        self,
+        span: int = 10,
+        min_suffix: int = 1,
+        max_suffix: int = 16,
+        max_matches: int = 64,
+        source: str = "context",
+    ) -> None:
+        self.span = span
+        self.min_suffix = min_suffix
+        self.max_suffix = max_suffix
+        self.max_matches = max_matches
+        self.source = source
+
+    def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
+        ctx = np.asarray(context_ids, dtype=np.int64)
+        n = len(ctx)
+        if n < 2:
+            return []
+        # earlier positions holding the root token, most recent first
+        ends = np.flatnonzero(ctx[: n - 1] == ctx[n - 1])[::-1]
+        if len(ends) == 0:
+            return []
+        lengths = np.ones(len(ends), dtype=np.int64)
+        alive = np.ones(len(ends), dtype=bool)
+        for k in range(1, self.max_suffix):
+            back = ends - k
+            ok = alive & (back >= 0)
+            same = np.zeros(len(ends), dtype=bool)
+            same[ok] = ctx[back[ok]] == ctx[n - 1 - k]
+            alive = ok & same
+            if not alive.any():
+                break
+            lengths += alive
+        keep = np.flatnonzero(lengths >= self.min_suffix)
+        if len(keep) == 0:
+            return []
+        # the longest matches first, then the most recent
+        order = keep[np.lexsort((np.arange(len(keep)), -lengths[keep]))][: self.max_matches]
+        counts: dict[tuple[tuple[int, ...], int], float] = defaultdict(float)
+        for i in order:
+            begin = int(ends[i]) + 1
+            tokens = tuple(int(t) for t in ctx[begin : min(begin + self.span, n)])
+            if tokens:
+                counts[(tokens, int(lengths[i]))] += 1.0
+        return [Candidate(t, c, self.source, s) for (t, s), c in counts.items()]
+
+
+class RecyclingDrafter:
+    """The model's own recent top-k next tokens, reused as a draft tree (Token Recycling).
+
+    After every verification the engine reports, for each verified token, the model's top-k
+    next tokens there (``observe``); the table keeps the latest top-k per token id.  A draft is
+    the tree grown from the root through that table: ``widths[d]`` children per node at depth d,
+    each path weighted by the product of ``rank_decay ** rank`` (a rank-based prior).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        k: int = 4,
+        widths: Sequence[int] = (4, 2, 2, 1, 1, 1),
+        rank_decay: float = 0.35,
+        source: str = "recycle",
+    ) -> None:
+        self.k = k
+        self.widths = tuple(min(w, k) for w in widths)
+        self.rank_decay = rank_decay
+        self.source = source
+        self.table = np.full((vocab_size, k), -1, dtype=np.int64)
+
+    def observe(self, tokens: np.ndarray, top_k: np.ndarray) -> None:
+        """Record ``top_k`` [n, k] next tokens after each of ``tokens`` [n]."""
+        ok = (tokens >= 0) & (tokens < len(self.table))
+        self.table[tokens[ok]] = top_k[ok, : self.k]
+
+    def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
+        if not len(context_ids) or not 0 <= context_ids[-1] < len(self.table):
+            return []
+        out: list[Candidate] = []
+        frontier = [((), int(context_ids[-1]), 1.0)]
+        for width in self.widths:
+            grown = []
+            for path, last, weight in frontier:
+                kids = [int(t) for t in self.table[last, :width] if t >= 0]
+                if not kids and path:
+                    out.append(Candidate(path, weight, self.source, 1))
+                for rank, tok in enumerate(kids):
+                    grown.append((path + (tok,), tok, weight * self.rank_decay**rank))
+            frontier = grown
+        out.extend(Candidate(path, weight, self.source, 1) for path, _, weight in frontier)
+        return out
+
+
+class MergedDrafter:
+    """Several drafters side by side; their candidates are merged into one tree downstream.
+
+    The merged drafter only concatenates; how much each candidate weighs (source, suffix length)
+    is decided by ``candidate_weights`` so that every drafter is scored the same way.
+    """
+
+    def __init__(self, drafters: Sequence[Drafter]) -> None:
+        self.drafters = list(drafters)
+
+    def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
+        out: list[Candidate] = []
+        for drafter in self.drafters:
+            out.extend(drafter.draft(context_ids))
+        return out
+
+    def observe(self, tokens: np.ndarray, top_k: np.ndarray) -> None:
+        """Pass the model's top-k of a verification on to the drafters that learn from it."""
+        for drafter in self.drafters:
+            observe = getattr(drafter, "observe", None)
+            if observe is not None:
+                observe(tokens, top_k)
+
+
+def candidate_weights(
+    candidates: Sequence[Candidate],
+    source_weights: dict[str, float] | None = None,
+    length_base: float = 2.0,
+) -> list[float]:
+    """The weight each candidate adds to every trie node on its path.
+
+    Counts are normalised within each (source, suffix length) group, so that a corpus with
+    thousands of matches does not drown the current text; each group then weighs
+    ``source_weight * length_base ** suffix_len``: longer matches are better evidence.
+    """
+    weights_of = DEFAULT_SOURCE_WEIGHTS if source_weights is None else source_weights
+    totals: dict[tuple[str, int], float] = defaultdict(float)
+    for c in candidates:
+        totals[(c.source, c.suffix_len)] += max(c.count, 0.0)
+    out = []
+    for c in candidates:
+        total = totals[(c.source, c.suffix_len)]
+        share = max(c.count, 0.0) / total if total > 0 else 0.0
+        scale = weights_of.get(c.source, 1.0) * length_base ** min(c.suffix_len, 32)
+        out.append(share * scale)
+    return out

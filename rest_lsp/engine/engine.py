@@ -1,0 +1,221 @@
+"""The engine the server calls: one model, its KV cache kept across requests, a drafter, a budget.
+
+``Engine.complete(prompt_ids, ...)`` returns a ``Generation``.  Consecutive requests usually share
+most of their prompt (the same file, edited a little): the cache keeps the K/V rows of the longest
+common token prefix with the previous request and only the rest is prefilled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from rest_lsp.config import DecodingConfig
+from rest_lsp.engine import kv_cache
+from rest_lsp.engine.budget import AdaptiveBudget, BudgetPolicy, CostModel, FixedBudget
+from rest_lsp.engine.drafter import ContextSuffixDrafter, Drafter
+from rest_lsp.engine.forward import prefill
+from rest_lsp.engine.sampling import SamplingParams
+from rest_lsp.engine.speculative import ShouldStopFn, StopFn, speculative_decode
+from rest_lsp.engine.stats import Generation, GenerationStats
+from rest_lsp.errors import DecodingError
+
+MODES = ("rest", "greedy")
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    x = np.asarray(a[:n], dtype=np.int64)
+    y = np.asarray(b[:n], dtype=np.int64)
+    diff = np.flatnonzero(x != y)
+    return int(diff[0]) if len(diff) else n
+
+
+class Engine:
+    """A causal LM decoding token prompts with retrieval-based speculative decoding."""
+
+    def __init__(
+        self,
+        model: Any,
+        decoding: DecodingConfig | None = None,
+        drafter: Drafter | None = None,
+        *,
+        eos_ids: Sequence[int] | None = None,
+        cost: CostModel | None = None,
+        window: int | None = None,
+    ) -> None:
+        from rest_lsp.engine.model import attention_window, check_supported
+
+        check_supported(model)
+        self.model = model
+        self._policy: BudgetPolicy | None = None
+        self.decoding = decoding or DecodingConfig()
+        self.drafter: Drafter = drafter if drafter is not None else ContextSuffixDrafter()
+        if eos_ids is None:
+            eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+            eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        self.eos_ids = frozenset(int(t) for t in eos_ids)
+        self.window = window if window is not None else attention_window(model)
+        self._cost = cost
+        self._cache = kv_cache.new_cache()
+        self._cached_ids: list[int] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_loaded(cls, loaded: Any, decoding: DecodingConfig | None = None, drafter: Drafter | None = None, **kw: Any) -> "Engine":
+        """An engine over a ``LoadedModel`` (its tokenizer's end-of-sequence ids included)."""
+        return cls(loaded.model, decoding, drafter, eos_ids=sorted(loaded.eos_token_ids), **kw)
+
+    @property
+    def decoding(self) -> DecodingConfig:
+        """The decoding settings; setting new ones also resets the budget policy."""
+        return self._decoding
+
+    @decoding.setter
+    def decoding(self, value: DecodingConfig) -> None:
+        self._decoding = value
+        self._policy = None
+
+    # -- budget ---------------------------------------------------------------------------
+
+    @property
+    def cost(self) -> CostModel:
+        """c(k) on this device: given, cached from an earlier start, or measured now."""
+        if self._cost is None:
+            from rest_lsp.engine.cost import cached_cost
+
+            self._cost = cached_cost(self.model)
+        return self._cost
+
+    def policy(self) -> BudgetPolicy:
+        """The budget policy of speculative steps (fixed, or adaptive when draft_budget is 0)."""
+        if self._policy is None:
+            d = self.decoding
+            if d.draft_budget > 0:
+                self._policy = FixedBudget(d.draft_budget)
+            else:
+                self._policy = AdaptiveBudget(self.cost, max_budget=d.max_draft_budget)
+        return self._policy
+
+    def warm_up(self) -> None:
+        """Do the start-up work now rather than in the first request: c(k) and a first forward."""
+        if self.decoding.draft_budget == 0:
+            self.policy()
+        self.complete([0, 0], 1, mode="greedy")
+        self.reset()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the cached K/V of earlier requests."""
+        with self._lock:
+            self._cache = kv_cache.new_cache()
+            self._cached_ids = []
+
+    def complete(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int | None = None,
+        *,
+        mode: str = "rest",
+        drafter: Drafter | None = None,
+        budget: int | None = None,
+        stop: StopFn | None = None,
+        should_stop: ShouldStopFn | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> Generation:
+        """Generate a continuation of ``prompt_ids``.
+
+        ``mode="greedy"`` is the plain loop (one token per forward); ``"rest"`` drafts with
+        ``drafter`` (default: the engine's).  ``budget`` overrides the policy with a fixed draft
+        budget.  ``stop(tokens)`` is asked after each token; ``should_stop()`` before each step
+        (the generation then ends early with ``stats.stop_reason == "cancelled"``).
+        Temperature 0 (the default config) is greedy; > 0 samples exactly from the model.
+        """
+        if mode not in MODES:
+            raise DecodingError(f"mode={mode!r} must be one of {MODES}", mode=mode)
+        prompt = [int(t) for t in prompt_ids]
+        if not prompt:
+            raise DecodingError("empty prompt: at least one token is needed", prompt_tokens=0)
+        d = self.decoding
+        max_new = d.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
+        if max_new < 0:
+            raise DecodingError(f"max_new_tokens={max_new} must be >= 0", max_new_tokens=max_new)
+        temp = d.temperature if temperature is None else float(temperature)
+        sampling = SamplingParams(temp, d.top_p if top_p is None else float(top_p)) if temp > 0 else None
+        if mode == "greedy":
+            policy: BudgetPolicy = FixedBudget(0)
+        elif budget is not None:
+            policy = FixedBudget(int(budget))
+        else:
+            policy = self.policy()
+        stats = GenerationStats(mode=mode, prompt_tokens=len(prompt))
+        with self._lock:
+            start = time.perf_counter()
+            try:
+                self._prefill(prompt, stats, should_stop)
+                if stats.stop_reason:  # cancelled during prefill
+                    return Generation((), stats)
+                context = list(prompt)
+                tokens = speculative_decode(
+                    self.model,
+                    self._cache,
+                    context,
+                    max_new,
+                    None if mode == "greedy" else (drafter or self.drafter),
+                    policy,
+                    stats,
+                    eos_ids=self.eos_ids,
+                    stop=stop,
+                    should_stop=should_stop,
+                    sampling=sampling,
+                    rng=np.random.default_rng(seed) if sampling is not None else None,
+                    window=self.window,
+                )
+                self._cached_ids = context[: kv_cache.cache_length(self._cache)]
+            except BaseException:
+                # the cache may hold rows of a half-done step: start the next request cold
+                self._cache = kv_cache.new_cache()
+                self._cached_ids = []
+                raise
+            finally:
+                stats.total_s = time.perf_counter() - start
+        stats.new_tokens = len(tokens)
+        if max_new == 0:
+            stats.stop_reason = "length"
+        return Generation(tuple(tokens), stats)
+
+    def _prefill(self, prompt: list[int], stats: GenerationStats, should_stop: ShouldStopFn | None) -> None:
+        """Bring the cache to hold ``prompt[:-1]``, reusing the previous request's common prefix."""
+        t0 = time.perf_counter()
+        keep = common_prefix_len(self._cached_ids, prompt[:-1]) if self.decoding.kv_reuse else 0
+        if keep:
+            kv_cache.crop(self._cache, keep)
+        else:
+            self._cache = kv_cache.new_cache()
+        self._cached_ids = self._cached_ids[:keep]
+        stats.reused_tokens = keep
+        if self.window is not None and len(prompt) > self.window:
+            raise DecodingError(
+                f"prompt of {len(prompt)} tokens exceeds the model's sliding window of {self.window}",
+                prompt_tokens=len(prompt),
+                window=self.window,
+            )
+        rest = prompt[keep:-1]
+        chunk = 256
+        for i in range(0, len(rest), chunk):
+            if should_stop is not None and should_stop():
+                stats.stop_reason = "cancelled"
+                break
+            prefill(self.model, self._cache, rest[i : i + chunk])
+            self._cached_ids.extend(rest[i : i + chunk])
+            stats.prefill_tokens += len(rest[i : i + chunk])
+        stats.prefill_s = time.perf_counter() - t0

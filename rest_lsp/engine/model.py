@@ -1,0 +1,210 @@
+"""Loading the causal language model that decodes, and the tokenizer identity check.
+
+Any Hugging Face causal LM by local path or hub name; an empty name is the embedded default model
+shipped in ``rest_lsp/embedded``.  Weights load from safetensors only and remote code runs only
+when the config says so.  CUDA (bf16) when available, else CPU (fp32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rest_lsp.config import ModelConfig
+from rest_lsp.errors import ModelError, TokenizerMismatchError
+
+#: where the embedded default model lives
+EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to decode, with what is needed to describe it."""
+
+    model: Any
+    tokenizer: Any
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    #: the path or hub name it was loaded from
+    source: str
+    #: sha256 of the tokenizer (see ``tokenizer_identity``)
+    tokenizer_id: str = ""
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        """Token ids that end a generation."""
+        return eos_token_ids(self.model, self.tokenizer)
+
+
+def resolve_device(name: str) -> Any:
+    """The torch device named in the config ("auto": cuda when available, else cpu)."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"model.device={name!r} but CUDA is not available", device=name)
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: Any) -> Any:
+    """The torch dtype named in the config ("auto": bf16 on cuda, fp32 on cpu)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def model_source(cfg: ModelConfig) -> str:
+    """The path or hub name to load (the embedded directory for an empty name)."""
+    return cfg.name or str(EMBEDDED_DIR)
+
+
+def load_model(cfg: ModelConfig, attn_implementation: str | None = None) -> LoadedModel:
+    """Load the model and tokenizer named by ``cfg``; ``ModelError`` when that is impossible."""
+    import torch
+
+    source = model_source(cfg)
+    if not cfg.name and not any(EMBEDDED_DIR.glob("*.safetensors")):
+        raise ModelError(
+            f"the embedded model has no weights in {EMBEDDED_DIR} (not trained/exported yet?); "
+            "set model.name to a local path or hub name",
+            source=source,
+        )
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    if cfg.threads > 0 and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        kwargs: dict[str, Any] = dict(
+            dtype=dtype, use_safetensors=True, trust_remote_code=cfg.trust_remote_code
+        )
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        raise ModelError(f"cannot load model {source!r}: {exc}", source=source) from exc
+    model.to(device).eval()
+    check_supported(model)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        source=source,
+        tokenizer_id=tokenizer_identity(tokenizer, source),
+    )
+
+
+#: attention implementations that apply a custom 4D additive mask (checked in tests per architecture)
+MASKED_ATTENTION = ("eager", "sdpa")
+
+
+def check_supported(model: Any) -> None:
+    """Refuse models whose attention the engine's full 4D tree mask would silently change."""
+    attn = getattr(model.config, "_attn_implementation", None) or "eager"
+    if attn not in MASKED_ATTENTION:
+        raise ModelError(
+            f"attention implementation {attn!r} does not take the tree mask; use one of {MASKED_ATTENTION}",
+            attn_implementation=attn,
+        )
+    config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    layer_types = getattr(config, "layer_types", None) or []
+    odd = sorted({t for t in layer_types if t != "full_attention"})
+    if odd:
+        raise ModelError(
+            f"model type {config.model_type!r} has {odd} layers; tree verification needs full "
+            "attention in every layer",
+            model_type=config.model_type,
+            layer_types=odd,
+        )
+
+
+def attention_window(model: Any) -> int | None:
+    """The sliding-window length of a model whose every layer uses one (e.g. Mistral), else None.
+
+    The engine's 4D mask is a full mask, so such a model is exact only while the sequence fits
+    in the window; the engine refuses longer sequences.
+    """
+    config = model.config
+    window = getattr(config, "sliding_window", None)
+    if getattr(config, "use_sliding_window", True) is False:
+        return None
+    return int(window) if isinstance(window, int) and window > 0 else None
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """Every end-of-sequence id the model's generation config or tokenizer declares."""
+    ids: set[int] = set()
+    for value in (
+        getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+        getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None,
+    ):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return frozenset(ids)
+
+
+def tokenizer_identity(tokenizer: Any, source: str | Path | None = None) -> str:
+    """sha256 (hex) of the tokenizer's ``tokenizer.json`` content.
+
+    The file's bytes when ``source`` (default: the tokenizer's ``name_or_path``) is a directory
+    holding it, else the fast tokenizer's JSON serialisation: the same rule as
+    ``indexer.tokens.coerce_tokenizer``, so that identities compare across the two.
+    """
+    if source is None:
+        source = str(getattr(tokenizer, "name_or_path", "") or "")
+    if source:
+        path = Path(source) / "tokenizer.json"
+        if path.is_file():
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    if backend is None:
+        raise ModelError("the tokenizer has no tokenizer.json (not a fast tokenizer)")
+    return hashlib.sha256(backend.to_str().encode("utf-8")).hexdigest()
+
+
+def check_tokenizer(model_tokenizer_id: str, index_tokenizer_id: str, index_dir: str = "") -> None:
+    """Raise ``TokenizerMismatchError`` when an index was built with another tokenizer."""
+    if model_tokenizer_id != index_tokenizer_id:
+        raise TokenizerMismatchError(
+            f"index {index_dir or '(unnamed)'} was built with tokenizer {index_tokenizer_id[:12]}, "
+            f"the model uses {model_tokenizer_id[:12]}: rebuild the index",
+            model_tokenizer=model_tokenizer_id,
+            index_tokenizer=index_tokenizer_id,
+            index_dir=index_dir,
+        )
+
+
+def describe(loaded: LoadedModel) -> dict[str, Any]:
+    """A JSON-ready description of a loaded model (for logs and benchmark records)."""
+    config = loaded.model.config
+    return {
+        "source": loaded.source,
+        "model_type": getattr(config, "model_type", "?"),
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).replace("torch.", ""),
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+        "tokenizer_sha256": loaded.tokenizer_id,
+    }
+
+
+__all__ = [
+    "EMBEDDED_DIR",
+    "LoadedModel",
+    "load_model",
+    "tokenizer_identity",
+    "check_tokenizer",
+    "eos_token_ids",
+    "describe",
+]

@@ -1,0 +1,94 @@
+"""Greedy speculative decoding is token-identical to plain greedy decoding (fp32, tiny models).
+
+Every supported architecture, both attention implementations that honour a 4D mask (eager,
+sdpa), random prompts, and drafters from helpful to adversarial: none, noisy copies of the true
+continuation, wrong tokens, repeated tokens, special tokens, very long drafts, budget 1.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from engine_testing import ARCHS, VOCAB, FixedDrafter, ScriptedDrafter, reference_greedy, single_thread, tiny_model  # noqa: F401
+from rest_lsp.engine.drafter import (Candidate, ContextSuffixDrafter, MergedDrafter, NullDrafter, PromptLookupDrafter,
+                                     RecyclingDrafter)
+from rest_lsp.engine.engine import Engine
+
+N_NEW = 24
+
+
+@pytest.fixture(scope="module", params=[(a, i) for a in ARCHS for i in ("eager", "sdpa")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def case(request):
+    arch, attn = request.param
+    model = tiny_model(arch, attn, seed=hash(arch) % 1000)
+    rng = random.Random(f"{arch}-{attn}")
+    prompts = [[rng.randrange(VOCAB) for _ in range(rng.randint(1, 40))] for _ in range(3)]
+    # a repetitive prompt, so the context drafters find matches
+    unit = [rng.randrange(VOCAB) for _ in range(5)]
+    prompts.append(unit * 6)
+    refs = [reference_greedy(model, p, N_NEW) for p in prompts]
+    return model, prompts, refs
+
+
+def test_plain_greedy_loop_matches_reference(case):
+    model, prompts, refs = case
+    engine = Engine(model, eos_ids=())
+    for prompt, ref in zip(prompts, refs):
+        engine.reset()
+        gen = engine.complete(prompt, N_NEW, mode="greedy")
+        assert list(gen.tokens) == ref
+        assert gen.stats.steps == N_NEW and gen.stats.tokens_per_step == 1.0
+
+
+@pytest.mark.parametrize("budget", [1, 4, 64])
+def test_speculative_with_noisy_drafts_matches_reference(case, budget):
+    model, prompts, refs = case
+    for k, (prompt, ref) in enumerate(zip(prompts, refs)):
+        drafter = MergedDrafter([
+            ScriptedDrafter(len(prompt), ref, seed=k * 31 + budget, special=(0, 1, 2)),
+            ContextSuffixDrafter(),
+            PromptLookupDrafter(),
+            RecyclingDrafter(VOCAB),
+        ])
+        engine = Engine(model, drafter=drafter, eos_ids=())
+        gen = engine.complete(prompt, N_NEW, budget=budget)
+        assert list(gen.tokens) == ref, (prompt, budget)
+        assert gen.stats.steps <= N_NEW
+
+
+def test_adversarial_drafters_match_reference(case):
+    model, prompts, refs = case
+    prompt, ref = prompts[0], refs[0]
+    wrong = (ref[0] + 1) % VOCAB
+    adversaries = {
+        "none": NullDrafter(),
+        "wrong": FixedDrafter([Candidate((wrong,) * 3, 5.0, "corpus", 2)]),
+        "repeated": FixedDrafter([Candidate((ref[0],) * 50, 1.0, "context", 4),
+                                  Candidate((ref[0], ref[0], wrong), 9.0, "corpus", 2)]),
+        "special": FixedDrafter([Candidate((0, 1, 2, 3), 1.0, "corpus", 2),
+                                 Candidate((VOCAB - 1,) * 4, 1.0, "live", 9)]),
+        "very long": FixedDrafter([Candidate(tuple(random.Random(1).randrange(VOCAB) for _ in range(500)), 1.0, "corpus", 16)]),
+        "empty candidates": FixedDrafter([Candidate((), 3.0, "corpus", 2), Candidate((5,), 0.0, "corpus", 2)]),
+    }
+    for name, drafter in adversaries.items():
+        for budget in (1, 3, 64):
+            gen = Engine(model, drafter=drafter, eos_ids=()).complete(prompt, N_NEW, budget=budget)
+            assert list(gen.tokens) == ref, (name, budget)
+
+
+def test_oracle_drafts_are_accepted_in_few_steps(case):
+    model, prompts, refs = case
+    prompt, ref = prompts[1], refs[1]
+
+    class Oracle:
+        def draft(self, ctx):
+            done = len(ctx) - len(prompt)
+            return [Candidate(tuple(ref[done:done + 8]), 1.0, "corpus", 3)] if ref[done:] else []
+
+    gen = Engine(model, drafter=Oracle(), eos_ids=()).complete(prompt, N_NEW, budget=8)
+    assert list(gen.tokens) == ref
+    assert gen.stats.steps == 3  # 8 accepted + 1 bonus per step: 9 + 9 + 6
+    assert gen.stats.accepted_drafts == N_NEW - 3

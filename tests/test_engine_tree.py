@@ -1,0 +1,133 @@
+"""Pure tests of the draft trie, its best-budget cut and the tree-attention inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rest_lsp.engine.draft_tree import build_draft_tree, build_trie
+from rest_lsp.engine.drafter import Candidate, candidate_weights
+from rest_lsp.engine.tree_inputs import tree_inputs
+
+candidates_st = st.lists(
+    st.builds(
+        Candidate,
+        tokens=st.lists(st.integers(0, 5), min_size=0, max_size=6).map(tuple),
+        count=st.integers(0, 5).map(float),
+        source=st.sampled_from(["context", "corpus", "workspace"]),
+        suffix_len=st.integers(1, 4),
+    ),
+    max_size=12,
+)
+
+
+def c(tokens, count=1.0, source="corpus", suffix_len=2):
+    return Candidate(tuple(tokens), count, source, suffix_len)
+
+
+def test_trie_weights_are_counts_through_each_node():
+    trie = build_trie([c([1, 2, 3], 3), c([1, 2, 4], 1), c([5], 2)], weights=[3, 1, 2])
+    by_path = {}
+    for node in range(1, len(trie.token)):
+        path, n = [], node
+        while n > 0:
+            path.append(trie.token[n])
+            n = trie.parent[n]
+        by_path[tuple(reversed(path))] = trie.weight[node]
+    assert by_path == {(1,): 4, (1, 2): 4, (1, 2, 3): 3, (1, 2, 4): 1, (5,): 2}
+
+
+def test_cut_is_best_first_with_exact_budget():
+    tree = build_draft_tree(9, [c([1, 2, 3], 3), c([1, 2, 4], 1), c([5], 2)], budget=3,
+                            weights=[3, 1, 2])
+    assert tree.tokens == (9, 1, 2, 3)
+    assert tree.parents == (-1, 0, 1, 2)
+    assert tree.depths == (0, 1, 2, 3)
+    tree = build_draft_tree(9, [c([1, 2, 3], 3), c([1, 2, 4], 1), c([5], 2)], budget=4,
+                            weights=[3, 1, 2])
+    # (5,) weighs 2 > (1,2,4) weighs 1; BFS order puts depth 1 first
+    assert tree.tokens == (9, 1, 5, 2, 3)
+    assert tree.parents == (-1, 0, 0, 1, 3)
+
+
+def test_ties_break_deterministically_on_depth_then_token():
+    cands = [c([7, 1]), c([3, 2]), c([5])]
+    a = build_draft_tree(0, cands, budget=3, weights=[1, 1, 1])
+    b = build_draft_tree(0, list(reversed(cands)), budget=3, weights=[1, 1, 1])
+    assert a.tokens == b.tokens == (0, 3, 5, 7)
+
+
+def test_budget_zero_and_empty_give_a_root_only_tree():
+    assert build_draft_tree(4, [], budget=8).tokens == (4,)
+    assert build_draft_tree(4, [c([1, 2])], budget=0).tokens == (4,)
+    assert build_draft_tree(4, [c([])], budget=8).tokens == (4,)
+
+
+def test_max_depth_cuts_long_drafts():
+    tree = build_draft_tree(0, [c(range(1, 200))], budget=64, max_depth=5)
+    assert max(tree.depths) == 5 and len(tree) == 6
+
+
+@settings(max_examples=150, deadline=None)
+@given(candidates_st, st.integers(0, 20))
+def test_cut_is_prefix_closed_nested_and_bfs(cands, budget):
+    weights = candidate_weights(cands)
+    tree = build_draft_tree(99, cands, budget, weights=weights)
+    trie = build_trie(cands, weights)
+    assert len(tree) - 1 == min(budget, len(trie.token) - 1)
+    for i in range(1, len(tree)):
+        p = tree.parents[i]
+        assert 0 <= p < i  # BFS: parents first
+        assert tree.depths[i] == tree.depths[p] + 1
+        assert tree.ranks[p] < tree.ranks[i]  # picked after its parent (prefix-closed)
+        assert tree.weights[i] <= tree.weights[p] or p == 0
+    # siblings hold distinct tokens (it is a trie)
+    seen = set()
+    for i in range(1, len(tree)):
+        assert (tree.parents[i], tree.tokens[i]) not in seen
+        seen.add((tree.parents[i], tree.tokens[i]))
+    # nested: the cut at a smaller budget is the first picks of this one
+    smaller = build_draft_tree(99, cands, max(budget - 3, 0), weights=weights)
+
+    def paths(t):
+        out = set()
+        for i in range(1, len(t)):
+            out.add(tuple(t.tokens[j] for j in t.path(i)[1:]))
+        return out
+
+    picked_first = {tuple(tree.tokens[j] for j in tree.path(i)[1:]) for i in range(1, len(tree))
+                    if tree.ranks[i] <= len(smaller) - 1}
+    assert paths(smaller) == picked_first
+
+
+def test_tree_inputs_mask_positions_and_leaf_paths():
+    tree = build_draft_tree(9, [c([1, 2, 3], 3), c([1, 4], 1), c([5], 2)], budget=8,
+                            weights=[3, 1, 2])
+    # BFS: 0:9  1:1  2:5  3:2  4:4  5:3
+    assert tree.tokens == (9, 1, 5, 2, 4, 3)
+    inputs = tree_inputs(tree)
+    expected = np.array(
+        [
+            [1, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0],
+            [1, 0, 1, 0, 0, 0],
+            [1, 1, 0, 1, 0, 0],
+            [1, 1, 0, 0, 1, 0],
+            [1, 1, 0, 1, 0, 1],
+        ],
+        dtype=bool,
+    )
+    assert (inputs.ancestor_mask == expected).all()
+    assert inputs.position_ids(100).tolist() == [100, 101, 101, 102, 102, 103]
+    rows = {tuple(int(x) for x in r if x >= 0) for r in inputs.retrieve_indices}
+    assert rows == {(0, 2), (0, 1, 4), (0, 1, 3, 5)}
+    assert inputs.retrieve_indices.shape == (3, 4)
+    assert inputs.children(1).tolist() == [3, 4]
+
+
+def test_root_only_tree_inputs():
+    inputs = tree_inputs(build_draft_tree(3, [], 0))
+    assert inputs.ancestor_mask.tolist() == [[True]]
+    assert inputs.retrieve_indices.tolist() == [[0]]
+    assert inputs.position_ids(7).tolist() == [7]
