@@ -136,8 +136,7 @@ class CompletionService:
 
         self.loaded = load_model(self.config.model)
         self.engine = Engine.from_loaded(self.loaded, self.config.decoding)
-        if self.config.decoding.mode == "rest":
-            self.engine.policy()  # measures c(k) now (or reads it from the cache), not on the first request
+        self.engine.warm_up()  # c(k) measured (or read from its cache) now, not in the first request
         mode = self.config.server.fim
         vocab = self.loaded.tokenizer.get_vocab()
         self.fim = fim_tokens_of(vocab) if mode in ("auto", "on") else None
@@ -147,8 +146,8 @@ class CompletionService:
     def _open_index(self, progress: Progress) -> None:
         """Open (building what is missing) the datastore of the first workspace folder."""
         from indexer.workspace_index import open_or_build
-        from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter
         from rest_lsp.drafters import DatastoreDrafter
+        from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
 
         if self.store is not None:
             self.store.close()
@@ -157,9 +156,12 @@ class CompletionService:
             self._log(f"rest-lsp: indexing the first workspace folder only ({folder})")
         self.store = open_or_build(folder, self.config, self._tokenizer_ref(), progress=progress, watch=folder is not None)
         r = self.config.retrieval
-        self.engine.drafter = MergedDrafter(
-            [ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix), DatastoreDrafter(self.store, span=r.span)]
-        )
+        # the same drafters as rest-lsp's default configuration in `rest-lsp bench engine`
+        self.engine.drafter = MergedDrafter([
+            ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix),
+            RecyclingDrafter(int(self.loaded.model.config.vocab_size)),
+            DatastoreDrafter(self.store, span=r.span),
+        ])
 
     def _tokenizer_ref(self) -> Any:
         """What the indexer should tokenize with: the model's tokenizer files, or the tokenizer."""
@@ -190,8 +192,7 @@ class CompletionService:
         old = self.config
         self.config = config
         if self.engine is not None:
-            self.engine.decoding = config.decoding
-            self.engine._policy = None  # the budget policy follows the new decoding settings
+            self.engine.decoding = config.decoding  # the engine resets its budget policy
         if config.model != old.model:
             self._log("rest-lsp: model settings changed; they apply when the server restarts")
         if config.index != old.index or config.retrieval != old.retrieval:
