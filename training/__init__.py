@@ -1,0 +1,1 @@
+"""Scripts that train and describe the embedded default model (not part of the installed package)."""
