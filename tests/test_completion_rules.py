@@ -93,3 +93,14 @@ def test_streaming_cut_waits_for_complete_lines():
 
 def test_strings_and_comments_do_not_count_as_brackets():
     assert complete("s = |\n", "')' + \"]\"  # )\n") == "')' + \"]\"  # )"
+
+
+def test_heal_strips_trailing_whitespace_and_visible_requires_it():
+    from rest_lsp.completion.prompt import heal, visible
+
+    assert heal("def f():\n    ") == ("def f():", "\n    ")
+    assert heal("x = 1") == ("x = 1", "")
+    assert visible("\n    return 1", "\n    ") == "return 1"
+    assert visible("\n        deeper", "\n    ") == "    deeper"
+    assert visible("\n  ", "\n    ") == ""  # still inside the healed whitespace
+    assert visible(" = 2", "\n    ") is None  # diverged from what the user typed

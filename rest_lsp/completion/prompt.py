@@ -44,6 +44,31 @@ def split_at(text: str, offset: int) -> tuple[str, str]:
     return text[:offset], text[offset:]
 
 
+def heal(prefix: str) -> tuple[str, str]:
+    """The prefix without its trailing whitespace, and that whitespace (token healing).
+
+    Byte-level BPE merges a newline with the next line's indentation, and a space with the word
+    after it, so a prompt ending in whitespace ends on a token the model rarely saw there (a lone
+    ``"\\n"`` or ``" "``).  The prompt stops before that whitespace instead, and the generated text
+    must begin with it (``visible``).
+    """
+    kept = prefix.rstrip(" \t\r\n")
+    return kept, prefix[len(kept):]
+
+
+def visible(generated: str, removed: str) -> str | None:
+    """What the user sees of ``generated`` after the healed whitespace ``removed``.
+
+    ``None`` when the generation does not begin with ``removed`` (it diverged from what the user
+    typed); ``""`` while it is still shorter than ``removed``.
+    """
+    if generated.startswith(removed):
+        return generated[len(removed):]
+    if removed.startswith(generated):
+        return ""
+    return None
+
+
 def fit_prefix(prefix: str, encode: Encode, budget: int) -> tuple[str, list[int]]:
     """The longest tail of ``prefix`` starting at a stepped line start whose tokens fit ``budget``."""
     ids = encode(prefix)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rest_lsp.completion.prompt import FimTokens, Prompt, build_prompt, fim_tokens_of, split_at
+from rest_lsp.completion.prompt import FimTokens, Prompt, build_prompt, fim_tokens_of, heal, split_at, visible
 from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
 from rest_lsp.config import Config
 from rest_lsp.errors import Cancelled, DecodingError
@@ -238,19 +238,20 @@ class CompletionService:
             self._open_index(lambda *a: None)
 
     # ----- completion ---------------------------------------------------------------------
-    def prompt_for(self, text: str, offset: int) -> tuple[Prompt, Cursor]:
-        """The prompt and the cursor description for a completion at ``offset`` in ``text``."""
+    def prompt_for(self, text: str, offset: int) -> tuple[Prompt, Cursor, str]:
+        """The prompt, the cursor, and the whitespace healed off the prompt's end (see ``heal``)."""
         prefix, suffix = split_at(text, offset)
+        kept, removed = heal(prefix)
         tok = self.loaded.tokenizer
 
         def encode(s: str) -> list[int]:
             return tok.encode(s, add_special_tokens=False) if s else []
 
-        prompt = build_prompt(prefix, suffix, encode, self.config.server.max_prompt_tokens, self.fim)
+        prompt = build_prompt(kept, suffix, encode, self.config.server.max_prompt_tokens, self.fim)
         if not prompt.ids:  # an empty document: start from the end-of-text token
             eos = sorted(self.loaded.eos_token_ids)
             prompt = Prompt(ids=eos[:1], prefix_text="", suffix_text="", fim=False)
-        return prompt, cursor_of(prefix, suffix)
+        return prompt, cursor_of(prefix, suffix), removed
 
     def complete(
         self,
@@ -266,14 +267,15 @@ class CompletionService:
             raise DecodingError(f"not ready yet ({self.state})", state=self.state)
         started = time.perf_counter()
         self.figures.requests += 1
-        prompt, cursor = self.prompt_for(text, offset)
+        prompt, cursor, removed = self.prompt_for(text, offset)
         tok = self.loaded.tokenizer
 
-        def decode(ids: Sequence[int]) -> str:
-            return tok.decode(list(ids), skip_special_tokens=True)
+        def shown(ids: Sequence[int]) -> str | None:
+            return visible(tok.decode(list(ids), skip_special_tokens=True), removed)
 
         def stop(ids: Sequence[int]) -> bool:
-            return cut(decode(ids), cursor)[1]
+            text_now = shown(ids)
+            return text_now is None or cut(text_now, cursor)[1]
 
         generation = self.engine.complete(
             prompt.ids,
@@ -286,13 +288,14 @@ class CompletionService:
         if stats.stop_reason == "cancelled":
             self.figures.cancelled += 1
             raise Cancelled("completion superseded", request_id=request_id)
-        full = finish(decode(generation.tokens), cursor)
+        text_out = shown(generation.tokens)
+        full = finish(text_out, cursor) if text_out else ""
         items = candidates_of(full, invoked, self.config.server.max_items)
         latency = time.perf_counter() - started
         self._record(stats, latency)
         outcome = Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
         self.last = {"request_id": request_id, "latency_ms": round(latency * 1000, 2),
-                     "prompt_tokens": len(prompt.ids), "fim": prompt.fim, **outcome.stats}
+                     "prompt_tokens": len(prompt.ids), "fim": prompt.fim, "healed": removed, **outcome.stats}
         return outcome
 
     def _record(self, stats: Any, latency: float) -> None:

@@ -16,7 +16,7 @@ from rest_lsp.config import ModelConfig
 from rest_lsp.errors import ModelError, TokenizerMismatchError
 
 #: where the embedded default model lives
-EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "embedded"
+from rest_lsp.embedded_model import EMBEDDED_DIR  # one definition, torch-free
 
 
 @dataclass
