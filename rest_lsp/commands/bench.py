@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--cost-context", type=int, default=512, help="cache length of the c(k) table")
     e.add_argument("--out", default="bench-out/engine.json", help="where the JSON figures go")
     e.set_defaults(func=run_engine_bench)
+    srv = kinds.add_parser("server", help="end-to-end completion latency over LSP: REST vs greedy, KV reuse, typing")
+    from rest_lsp.completion.bench import add_arguments
+
+    add_arguments(srv)
+    srv.set_defaults(func=lambda args: __import__("rest_lsp.completion.bench", fromlist=["x"]).run_and_report(args))
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
