@@ -48,7 +48,8 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The processor's model name (Linux /proc/cpuinfo)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -279,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = [os.path.abspath(c) for c in (args.corpus or default_corpus())]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="rest-lsp-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    result: dict = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": sys.version.split()[0]},
+    result: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": sys.version.split()[0]},
                     "tokenizer": {"source": tok.source, "vocab_size": tok.vocab_size}, "targets": TARGETS}
     try:
         if args.reuse and (work / "corpus" / "CURRENT").exists():

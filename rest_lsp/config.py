@@ -325,8 +325,8 @@ def _type_name(hint: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
-def load_file(path: str | Path) -> tuple[Config, list[str]]:
-    """Read a TOML or JSON config file; return the config and problems found."""
+def read_file(path: str | Path) -> dict[str, Any]:
+    """The raw settings of a TOML or JSON config file (``ConfigError`` when unreadable)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -336,11 +336,14 @@ def load_file(path: str | Path) -> tuple[Config, list[str]]:
         if p.suffix == ".json":
             import json
 
-            data = json.loads(text)
-        else:
-            import tomllib
+            return json.loads(text)
+        import tomllib
 
-            data = tomllib.loads(text)
+        return tomllib.loads(text)
     except ValueError as exc:
         raise ConfigError(f"cannot parse config file {p}: {exc}", path=str(p)) from exc
-    return Config.from_dict(data)
+
+
+def load_file(path: str | Path) -> tuple[Config, list[str]]:
+    """Read a TOML or JSON config file; return the config and problems found."""
+    return Config.from_dict(read_file(path))

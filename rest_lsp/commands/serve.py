@@ -34,23 +34,12 @@ def default_config_path() -> Path:
 
 def read_config_file(path: str | None) -> dict[str, Any]:
     """The raw settings of the config file (``{}`` when the default file does not exist)."""
+    from rest_lsp.config import read_file
+
     file = Path(path) if path else default_config_path()
     if not path and not file.exists():
         return {}
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc}", path=str(file)) from exc
-    try:
-        if file.suffix == ".json":
-            import json
-
-            return json.loads(text)
-        import tomllib
-
-        return tomllib.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"cannot parse config file {file}: {exc}", path=str(file)) from exc
+    return read_file(file)
 
 
 def parse_tcp(value: str, allow_remote: bool) -> tuple[str, int]:

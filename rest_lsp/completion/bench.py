@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from indexer.bench import cpu_name
+
 #: files smaller than this (characters) make poor cursor positions
 MIN_FILE_CHARS = 400
 
@@ -278,7 +280,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "workspace": str(workspace), "held_out_files": [str(p) for p in held], "positions": len(spots),
         "model": args.model or "embedded", "max_new_tokens": args.max_new_tokens,
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
         "latency_ms": {m: {"p50": pct(v, .5), "p95": pct(v, .95), "mean": round(statistics.fmean(v) * 1000, 1)}
                        for m, v in lat.items()},
         "tokens_per_step": {m: round(statistics.fmean(v), 3) if v else None for m, v in tps.items()},
@@ -289,16 +291,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                    "ratio_p95": round(pct(typing_last, .95) / pct(idle, .95), 3) if idle else None,
                    "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1)},
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def table(r: dict[str, Any]) -> str:

@@ -125,7 +125,7 @@ def _block_indent(line_prefix: str) -> int:
 def _open_brackets(text: str) -> str:
     """Brackets still open at the end of ``text`` (strings and comments roughly skipped)."""
     stack: list[str] = []
-    for ch in _code_chars(text):
+    for _, ch in _code_chars(text):
         if ch in OPENERS:
             stack.append(ch)
         elif ch in CLOSERS and stack and stack[-1] == CLOSERS[ch]:
@@ -138,7 +138,7 @@ def _closed_by(open_brackets: str, text: str) -> int:
     stack = list(open_brackets)
     closed = 0
     depth = 0
-    for ch in _code_chars(text):
+    for _, ch in _code_chars(text):
         if ch in OPENERS:
             depth += 1
         elif ch in CLOSERS:
@@ -156,23 +156,8 @@ def _cut_at_unbalanced(text: str, cursor: Cursor) -> tuple[str, bool]:
     """Cut ``text`` before a closing bracket that the context does not leave open for it."""
     available = list(cursor.open_brackets[: len(cursor.open_brackets) - cursor.closed_after])
     depth: list[str] = []
-    quote: str | None = None
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == quote or ch == "\n":
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#":
-            newline = text.find("\n", i)
-            i = len(text) if newline == -1 else newline
-            continue
-        elif ch in OPENERS:
+    for i, ch in _code_chars(text):
+        if ch in OPENERS:
             depth.append(ch)
         elif ch in CLOSERS:
             if depth and depth[-1] == CLOSERS[ch]:
@@ -181,12 +166,11 @@ def _cut_at_unbalanced(text: str, cursor: Cursor) -> tuple[str, bool]:
                 available.pop()
             else:
                 return text[:i], True
-        i += 1
     return text, False
 
 
 def _code_chars(text: str):
-    """The characters of ``text`` outside string literals and comments (a rough lexer)."""
+    """(offset, character) of ``text`` outside string literals and comments (a rough lexer)."""
     quote: str | None = None
     i = 0
     while i < len(text):
@@ -206,5 +190,5 @@ def _code_chars(text: str):
             i = newline
             continue
         else:
-            yield ch
+            yield i, ch
         i += 1
