@@ -118,6 +118,15 @@ def _read_ignore_file(path: str) -> pathspec.GitIgnoreSpec | None:
 _Layer = tuple[str, str, pathspec.GitIgnoreSpec]
 
 
+def _with_ignore_files(layers: tuple[_Layer, ...], dir_abs: str, dir_rel: str) -> tuple[_Layer, ...]:
+    """``layers`` plus the ignore files found in ``dir_abs`` (stored as ``dir_rel``)."""
+    for name in IGNORE_FILES:
+        spec = _read_ignore_file(os.path.join(dir_abs, name))
+        if spec is not None:
+            layers = (*layers, (dir_rel, name.lstrip("."), spec))
+    return layers
+
+
 def _layered_verdict(layers: Sequence[_Layer], rel: str) -> str | None:
     """The reason a nested ignore file ignores ``rel`` (deepest decision wins), else None."""
     verdict: str | None = None
@@ -166,10 +175,7 @@ def walk(root: str | os.PathLike, rules: Rules, stats: WalkStats | None = None,
     stack: list[tuple[str, str, tuple[_Layer, ...]]] = [(root, "", ())]
     while stack:
         dir_abs, dir_rel, layers = stack.pop()
-        for name in IGNORE_FILES:
-            spec = _read_ignore_file(os.path.join(dir_abs, name))
-            if spec is not None:
-                layers = (*layers, (dir_rel, name.lstrip("."), spec))
+        layers = _with_ignore_files(layers, dir_abs, dir_rel)
         try:
             with os.scandir(dir_abs) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -192,6 +198,64 @@ def walk(root: str | os.PathLike, rules: Rules, stats: WalkStats | None = None,
             else:
                 subdirs.append((entry.path, rel + "/", layers))
         stack.extend(reversed(subdirs))
+
+
+def watch_plan(root: str | os.PathLike, rules: Rules) -> tuple[list[str], list[str]]:
+    """Where a file watcher should listen: (directories watched alone, subtrees watched whole).
+
+    A recursive OS watch (inotify on Linux) puts a watch on every directory below it, ignored
+    ones included: a ``.venv`` or ``node_modules`` costs thousands of watches and floods the
+    event queue whenever a package is installed.  So a directory with an ignored directory
+    somewhere below it is watched on its own, and each maximal subtree free of ignored
+    directories is watched recursively.
+    """
+    root = os.path.abspath(os.fspath(root))
+    specs = _Specs(rules)
+    children: dict[str, list[str]] = {}
+    dirty: set[str] = set()  # directories with an ignored directory somewhere below
+    parent_of: dict[str, str] = {}
+    visited: set[tuple[int, int]] = set()
+    stack: list[tuple[str, str, tuple[_Layer, ...]]] = [(root, "", ())]
+    while stack:
+        dir_abs, dir_rel, layers = stack.pop()
+        children[dir_abs] = []
+        layers = _with_ignore_files(layers, dir_abs, dir_rel)
+        try:
+            with os.scandir(dir_abs) as it:
+                entries = [e for e in it if e.is_dir(follow_symlinks=True)]
+        except OSError:
+            continue
+        for entry in sorted(entries, key=lambda e: e.name):
+            rel = dir_rel + entry.name + "/"
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue
+            if _rule_verdict(specs, layers, rel) or (st.st_dev, st.st_ino) in visited:
+                _mark_dirty(dir_abs, dirty, parent_of)
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            children[dir_abs].append(entry.path)
+            parent_of[entry.path] = dir_abs
+            stack.append((entry.path, rel, layers))
+    alone: list[str] = []
+    trees: list[str] = []
+    todo = [root]
+    while todo:
+        d = todo.pop()
+        if d in dirty:
+            alone.append(d)
+            todo.extend(children.get(d, ()))
+        else:
+            trees.append(d)
+    return sorted(alone), sorted(trees)
+
+
+def _mark_dirty(directory: str, dirty: set[str], parent_of: dict[str, str]) -> None:
+    """Mark ``directory`` and its ancestors as having an ignored directory below them."""
+    while directory is not None and directory not in dirty:
+        dirty.add(directory)
+        directory = parent_of.get(directory)
 
 
 def _classify(entry: os.DirEntry, rel: str, specs: _Specs, layers, rules: Rules,
@@ -264,28 +328,9 @@ def is_indexable(path: str | os.PathLike, root: str | os.PathLike, rules: Rules)
     ignore files along the path.
     """
     path = os.path.abspath(os.fspath(path))
-    root = os.path.abspath(os.fspath(root))
-    rel = os.path.relpath(path, root)
-    if rel.startswith(".."):
-        return Skip(path, "ignored", f"outside the root {root}")
-    rel = rel.replace(os.sep, "/")
-    specs = _Specs(rules)
-    layers: list[_Layer] = []
-    parts = rel.split("/")
-    dir_rel = ""
-    for i, part in enumerate(parts):
-        for name in IGNORE_FILES:
-            spec = _read_ignore_file(os.path.join(root, dir_rel, name))
-            if spec is not None:
-                layers.append((dir_rel, name.lstrip("."), spec))
-        is_last = i == len(parts) - 1
-        sub = dir_rel + part + ("" if is_last else "/")
-        reason = _rule_verdict(specs, layers, sub)
-        if reason:
-            return Skip(path, _reason_name(reason))
-        dir_rel = sub
-    if specs.include is not None and not specs.include.match_file(rel):
-        return Skip(path, "not-included")
+    skip = pattern_skip(path, root, rules)
+    if skip is not None:
+        return skip
     try:
         st = os.stat(path)
     except FileNotFoundError as exc:
@@ -296,6 +341,36 @@ def is_indexable(path: str | os.PathLike, root: str | os.PathLike, rules: Rules)
         return Skip(path, "not-regular", stat.filemode(st.st_mode))
     if st.st_size > rules.max_file_bytes:
         return Skip(path, "too-large", f"{st.st_size} > {rules.max_file_bytes} bytes")
+    return None
+
+
+def pattern_skip(path: str | os.PathLike, root: str | os.PathLike, rules: Rules, is_dir: bool = False) -> Skip | None:
+    """Why the patterns (config, ignore files along the path, secrets, includes) skip ``path``."""
+    path = os.path.abspath(os.fspath(path))
+    root = os.path.abspath(os.fspath(root))
+    rel = os.path.relpath(path, root)
+    if rel.startswith(".."):
+        return Skip(path, "ignored", f"outside the root {root}")
+    rel = rel.replace(os.sep, "/")
+    if rel == ".":
+        return None
+    specs = _Specs(rules)
+    layers: list[_Layer] = []
+    parts = rel.split("/")
+    dir_rel = ""
+    for i, part in enumerate(parts):
+        for name in IGNORE_FILES:
+            spec = _read_ignore_file(os.path.join(root, dir_rel, name))
+            if spec is not None:
+                layers.append((dir_rel, name.lstrip("."), spec))
+        is_last = i == len(parts) - 1
+        sub = dir_rel + part + ("" if is_last and not is_dir else "/")
+        reason = _rule_verdict(specs, layers, sub)
+        if reason:
+            return Skip(path, _reason_name(reason))
+        dir_rel = sub
+    if not is_dir and specs.include is not None and not specs.include.match_file(rel):
+        return Skip(path, "not-included")
     return None
 
 

@@ -3,6 +3,11 @@
 Events are collected into a set of paths; once no new event has arrived for ``debounce_ms``
 (editors save through temp files and renames, several events per save), one worker thread
 refreshes those paths, so saves are indexed in the background and in order.
+
+Ignored directories are not watched (``sources.watch_plan``): a recursive watch on the root
+would put an OS watch on every directory of a ``.venv`` or ``node_modules`` and overflow the
+event queue when they change.  Directories created later under a directory watched alone get
+a watch of their own.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 import time
 from typing import Callable
 
+from indexer import sources
 from indexer.workspace import RefreshResult, WorkspaceTier
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,9 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self.refreshes = 0  # completed refreshes (for waiting in tests)
         self.errors: list[str] = []
+        self._handler = None
+        self._alone: set[str] = set()  # directories watched without their subdirectories
+        self.watched: dict[str, bool] = {}  # directory -> recursive
 
     def start(self) -> None:
         """Start watching (recursive) and the refresh worker."""
@@ -50,11 +59,35 @@ class Watcher:
                 watcher._on_event(event)
 
         self._observer = Observer()
-        self._observer.schedule(Handler(), self.workspace.root, recursive=True)
+        self._handler = Handler()
+        alone, trees = sources.watch_plan(self.workspace.root, self.workspace.rules)
+        for d in alone:
+            self._watch(d, recursive=False)
+        for d in trees:
+            self._watch(d, recursive=True)
         self._observer.daemon = True
         self._observer.start()
         self._thread = threading.Thread(target=self._run, name="index-watcher", daemon=True)
         self._thread.start()
+
+    def _watch(self, directory: str, recursive: bool) -> None:
+        if directory in self.watched:
+            return
+        try:
+            self._observer.schedule(self._handler, directory, recursive=recursive)
+        except OSError as exc:  # vanished meanwhile, or out of OS watches: log, keep the rest
+            log.warning("cannot watch %s: %s", directory, exc)
+            return
+        self.watched[directory] = recursive
+        if not recursive:
+            self._alone.add(directory)
+
+    def _watch_new_directory(self, path: str) -> None:
+        """A directory appeared where no recursive watch covers it: watch it unless ignored."""
+        if os.path.dirname(path) not in self._alone or not os.path.isdir(path):
+            return
+        if sources.pattern_skip(path, self.workspace.root, self.workspace.rules, is_dir=True) is None:
+            self._watch(path, recursive=True)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop watching; pending changes are dropped."""
@@ -76,6 +109,8 @@ class Watcher:
         dest = getattr(event, "dest_path", "")
         if dest:
             paths.append(os.fsdecode(dest))
+        if event.is_directory and event.event_type in ("created", "moved"):
+            self._watch_new_directory(paths[-1])
         paths = [p for p in paths if not any(n in p for n in NOISY)]
         if paths:
             self.enqueue(paths)

@@ -85,6 +85,9 @@ class ModelConfig:
     trust_remote_code: bool = False
     #: torch threads on the CPU; 0 means all cores
     threads: int = 0
+    #: "auto" (the packed forward for supported architectures in float32 on the CPU, else
+    #: transformers'), "packed" or "transformers"
+    forward: str = "auto"
 
 
 @dataclass
@@ -260,6 +263,9 @@ class Config:
         if self.model.dtype not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(f"model.dtype={self.model.dtype!r} must be auto, float32, bfloat16 or float16")
             self.model.dtype = ModelConfig.dtype
+        if self.model.forward not in ("auto", "packed", "transformers"):
+            problems.append(f"model.forward={self.model.forward!r} must be auto, packed or transformers")
+            self.model.forward = ModelConfig.forward
         dev = self.model.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             problems.append(f"model.device={dev!r} must be auto, cpu, cuda or cuda:N")

@@ -1,7 +1,7 @@
 """Greedy speculative decoding is token-identical to plain greedy decoding (fp32, tiny models).
 
 Every supported architecture, both attention implementations that honour a 4D mask (eager,
-sdpa), random prompts, and drafters from helpful to adversarial: none, noisy copies of the true
+sdpa) and the packed forward for the architectures it supports, random prompts, and drafters from helpful to adversarial: none, noisy copies of the true
 continuation, wrong tokens, repeated tokens, special tokens, very long drafts, budget 1.
 """
 
@@ -15,21 +15,26 @@ from engine_testing import ARCHS, VOCAB, FixedDrafter, ScriptedDrafter, referenc
 from rest_lsp.engine.drafter import (Candidate, ContextSuffixDrafter, MergedDrafter, NullDrafter, PromptLookupDrafter,
                                      RecyclingDrafter)
 from rest_lsp.engine.engine import Engine
+from rest_lsp.engine.packed_llama import SUPPORTED_TYPES, PackedLlama
 
 N_NEW = 24
 
 
-@pytest.fixture(scope="module", params=[(a, i) for a in ARCHS for i in ("eager", "sdpa")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+IMPLS = [(a, i) for a in ARCHS for i in ("eager", "sdpa")] + [(a, "packed") for a in SUPPORTED_TYPES if a in ARCHS]
+
+
+@pytest.fixture(scope="module", params=IMPLS, ids=lambda p: f"{p[0]}-{p[1]}")
 def case(request):
+    """(what the engine runs, prompts, reference greedy continuations of the transformers model)."""
     arch, attn = request.param
-    model = tiny_model(arch, attn, seed=hash(arch) % 1000)
+    hf = tiny_model(arch, "sdpa" if attn == "packed" else attn, seed=hash(arch) % 1000)
+    model = PackedLlama(hf) if attn == "packed" else hf
     rng = random.Random(f"{arch}-{attn}")
     prompts = [[rng.randrange(VOCAB) for _ in range(rng.randint(1, 40))] for _ in range(3)]
     # a repetitive prompt, so the context drafters find matches
     unit = [rng.randrange(VOCAB) for _ in range(5)]
     prompts.append(unit * 6)
-    refs = [reference_greedy(model, p, N_NEW) for p in prompts]
+    refs = [reference_greedy(hf, p, N_NEW) for p in prompts]
     return model, prompts, refs
 
 

@@ -181,3 +181,29 @@ def test_is_indexable_matches_walk_rules(tmp_path):
     assert sources.is_indexable(tmp_path / "gen/x.py", tmp_path, rules).reason == "gitignore"
     assert sources.is_indexable(tmp_path / "src/.env", tmp_path, rules).reason == "secret"
     assert sources.is_indexable(tmp_path / "src/none.py", tmp_path, rules).reason == "vanished"
+
+
+def test_watch_plan_leaves_ignored_directories_unwatched(tmp_path):
+    for d in ("a/b", ".venv/lib/site", "pkg/node_modules/x", "pkg/src/deep", ".git/objects"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "pkg" / ".gitignore").write_text("node_modules/\n")
+    alone, trees = sources.watch_plan(tmp_path, sources.Rules(ignore=(".git/", ".venv/")))
+    root = str(tmp_path)
+    # the root and pkg hold ignored directories: watched alone; the clean subtrees whole
+    assert alone == [root, str(tmp_path / "pkg")]
+    assert trees == [str(tmp_path / "a"), str(tmp_path / "pkg" / "src")]
+
+
+def test_watch_plan_of_a_clean_tree_is_one_recursive_watch(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert sources.watch_plan(tmp_path, sources.Rules(ignore=())) == ([], [str(tmp_path)])
+
+
+def test_pattern_skip_of_directories(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / ".gitignore").write_text("build/\n")
+    rules = sources.Rules(ignore=(".venv/",))
+    assert sources.pattern_skip(tmp_path / ".venv", tmp_path, rules, is_dir=True).reason == "ignored"
+    assert sources.pattern_skip(tmp_path / "pkg" / "build", tmp_path, rules, is_dir=True).reason == "gitignore"
+    assert sources.pattern_skip(tmp_path / "pkg" / "src", tmp_path, rules, is_dir=True) is None
+    assert sources.pattern_skip(tmp_path, tmp_path, rules, is_dir=True) is None

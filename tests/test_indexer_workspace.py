@@ -226,6 +226,31 @@ class TestWatcher:
             store.close()
 
 
+    def test_ignored_directories_are_not_watched_and_new_ones_are(self, tmp_path, index_env, tiny_tokenizer):
+        tok = tiny_tokenizer
+        ws, config, store = open_ws(tmp_path, tok, {"m.py": "def add(a, b):\n    return a + b\n",
+                                                    "pkg/p.py": "x = 1\n"},
+                                    watch_debounce_ms=20, exclude_globs=[".venv/"])
+        (ws / ".venv" / "lib").mkdir(parents=True)
+        watcher = store.watch()
+        try:
+            assert str(ws) in watcher.watched and not watcher.watched[str(ws)]  # alone: .venv is below it
+            assert watcher.watched.get(str(ws / "pkg")) is True
+            assert not any(".venv" in d for d in watcher.watched)
+            (ws / "fresh" / "deeper").mkdir(parents=True)
+            (ws / "fresh" / "deeper" / "f.py").write_text("def add(a, b):\n    return a // b\n")
+            assert self._wait_for(store, watcher, lambda: any(t.startswith(" a // b") for t in texts_after(store, tok)))
+            assert watcher.watched.get(str(ws / "fresh")) is True
+            (ws / "fresh" / "deeper" / "f.py").write_text("def add(a, b):\n    return a & b\n")
+            assert self._wait_for(store, watcher, lambda: any(t.startswith(" a & b") for t in texts_after(store, tok)))
+            (ws / ".venv" / "lib" / "v.py").write_text("def add(a, b):\n    return a | b\n")
+            store.notify_changed([ws / ".venv" / "lib" / "v.py"])  # ignored even when reported
+            assert not any(t.startswith(" a | b") for t in texts_after(store, tok))
+            assert watcher.errors == []
+        finally:
+            store.close()
+
+
 def test_progress_callback_reports_builds(tmp_path, index_env, tiny_tokenizer):
     ws = make_workspace(tmp_path / "ws", {f"m{i}.py": SAMPLE_CODE for i in range(3)})
     seen = []

@@ -65,11 +65,39 @@ def single_thread_share(log: list[dict[str, Any]]) -> float:
     return sum(r["threads"] == 1 for r in steps) / len(steps) if steps else 0.0
 
 
+def hardware_line(summary: dict, one_thread: float) -> str:
+    """The card's hardware row: the machine, and whether other jobs shared its cores."""
+    s, hw = summary["settings"], summary["hardware"]
+    head = f"{hw['cpu_count']} CPU cores ({hw['processor']}), no GPU, torch {hw['torch']}"
+    if one_thread < 0.01:
+        return f"{head}; {s['threads']} torch threads, nothing else running"
+    return (f"{head}; the cores were shared with other jobs, so the run used {s['threads']} torch threads when "
+            f"the machine was free and 1 while another job held a core ({one_thread:.0%} of steps)")
+
+
+def ablation_lines(runs: list[dict]) -> list[str]:
+    """The fill-in-the-middle ablation: equal step budgets, held-out left-to-right loss."""
+    if not runs:
+        return []
+    steps = runs[0]["steps"]
+    lines = [
+        "",
+        f"Fill-in-the-middle ablation: {len(runs)} runs identical but for the FIM rate (same seed, data order and "
+        f"settings, {steps} steps of {runs[0]['settings']['batch']} × {runs[0]['settings']['seq_len']} tokens each, "
+        "one thread each, run side by side), scored on the held-out files read left to right:",
+        "",
+        "| FIM rate | held-out loss (nats/token, left to right) |",
+        "|---|---|",
+    ]
+    lines += [f"| {r['settings']['fim_rate']:.0%} | {r['final_val_loss']:.4f} |"
+              for r in sorted(runs, key=lambda r: r["settings"]["fim_rate"])]
+    return lines
+
+
 def render(summary: dict, corpus: dict, result: dict, eval_command: str, files: dict[str, int],
-           one_thread: float = 0.0) -> str:
+           one_thread: float = 0.0, ablation: list[dict] | None = None) -> str:
     """The model card's Markdown."""
     s = summary["settings"]
-    hw = summary["hardware"]
     h = result.get("held_out", {})
     e = result.get("humaneval", {})
     lines = [
@@ -122,9 +150,7 @@ def render(summary: dict, corpus: dict, result: dict, eval_command: str, files: 
         "",
         "| | |",
         "|---|---|",
-        f"| hardware | {hw['cpu_count']} CPU cores ({hw['processor']}), no GPU, torch {hw['torch']}; the cores were shared "
-        f"with other jobs, so the run used {s['threads']} torch threads when the machine was free and 1 while another "
-        f"job held a core ({one_thread:.0%} of steps) |",
+        f"| hardware | {hardware_line(summary, one_thread)} |",
         f"| time | {summary['train_seconds'] / 60:.1f} minutes of training (wall-clock budget {s['minutes']:g} min) |",
         f"| tokens | {summary['train_tokens']:,} ({summary['epochs']:.2f} epochs), {summary['steps']:,} steps of "
         f"{s['batch']} × {s['seq_len']} tokens, {summary['tokens_per_second']:,.0f} tokens/s |",
@@ -137,6 +163,7 @@ def render(summary: dict, corpus: dict, result: dict, eval_command: str, files: 
         "![loss curve](loss_curve.png)",
         "",
         f"Held-out loss at the end of training (bf16 autocast, the same windows): {summary['final_val_loss']:.4f} nats/token.",
+        *ablation_lines(ablation or []),
         "",
         "## Evaluation",
         "",
@@ -201,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("eval_json", type=Path)
     p.add_argument("dest", type=Path)
     p.add_argument("--eval-command", default="rest-lsp model eval --json --samples")
+    p.add_argument("--ablation", type=Path, nargs="*", default=[], metavar="RUN_DIR",
+                   help="runs of the fill-in-the-middle ablation (their summary.json)")
     args = p.parse_args(argv)
     summary = json.loads((args.run_dir / "summary.json").read_text())
     corpus = json.loads((args.run_dir / "corpus.json").read_text())
@@ -208,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     log = read_log(args.run_dir)
     plot_loss(log, args.dest / "loss_curve.png")
     files = {f.name: f.stat().st_size for f in args.dest.iterdir() if f.is_file() and f.name != "MODEL_CARD.md"}
-    card = render(summary, corpus, result, args.eval_command, files, single_thread_share(log))
+    ablation = [json.loads((d / "summary.json").read_text()) for d in args.ablation]
+    card = render(summary, corpus, result, args.eval_command, files, single_thread_share(log), ablation)
     (args.dest / "MODEL_CARD.md").write_text(card)
 
 

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", default="auto")
     e.add_argument("--dtype", default="auto")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
+    e.add_argument("--forward", default="auto", choices=("auto", "packed", "transformers"),
+                   help="model.forward: the packed forward or transformers' (auto: packed where supported)")
     e.add_argument("--problems", type=int, default=20, help="first N HumanEval problems")
     e.add_argument("--max-new-tokens", type=int, default=128)
     e.add_argument("--index", default="", metavar="DIR", help="datastore; default: the default corpus index")
@@ -34,6 +36,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--cost-context", type=int, default=512, help="cache length of the c(k) table")
     e.add_argument("--out", default="bench-out/engine.json", help="where the JSON figures go")
     e.set_defaults(func=run_engine_bench)
+    c = kinds.add_parser("cost", help="c(k): the cost of verifying k tokens, per forward, embedded model and 0.5B shape")
+    c.add_argument("--models", default="embedded,0.5b-shape",
+                   help="comma-separated: embedded (the shipped weights), embedded-shape, 0.5b-shape, or a model path")
+    c.add_argument("--forwards", default="packed,unpacked,transformers",
+                   help="comma-separated: packed (oneDNN-packed weights), unpacked (same forward, plain linear), transformers")
+    c.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
+    c.add_argument("--context", type=int, default=512, help="tokens in the KV cache under the k new rows")
+    c.add_argument("--repeats", type=int, default=7, help="timed forwards per k (median kept)")
+    c.add_argument("--out", default="bench-out/cost.json", help="where the JSON figures go")
+    c.set_defaults(func=run_cost_bench)
+    h = kinds.add_parser("humaneval", help="every decoding method on the HumanEval prompts, interleaved; JSON, table, plots")
+    h.add_argument("--limit", type=int, default=0, help="first N of the 164 prompts (0: all)")
+    h.add_argument("--max-new-tokens", type=int, default=128)
+    h.add_argument("--out", default="bench-out/humaneval", metavar="DIR", help="where JSON, table and PNGs go")
+    h.add_argument("--methods", default=",".join(__import__("rest_lsp.benchmarks.humaneval", fromlist=["x"]).METHODS),
+                   help="comma-separated subset of the methods")
+    h.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    h.add_argument("--device", default="auto")
+    h.add_argument("--dtype", default="auto")
+    h.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
+    h.add_argument("--index", default="", metavar="DIR", help="datastore; default: the default corpus index")
+    h.add_argument("--store-fractions", default="0.01,0.1,1",
+                   help="datastore sizes (fractions of the corpus) of the speed-up vs size sweep; empty: none")
+    h.add_argument("--sweep-limit", type=int, default=40, help="prompts of the size sweep (0: all)")
+    h.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.humaneval", fromlist=["x"]).main(args))
+    rp = kinds.add_parser("repo", help="completions inside held-out files of a real repository, per method")
+    rp.add_argument("--workspace", required=True, metavar="DIR", help="the repository (it is copied, never changed)")
+    rp.add_argument("--held-out", type=int, default=4, help="Python files held out of the index")
+    rp.add_argument("--positions-per-file", type=int, default=10, help="cursor positions per held-out file")
+    rp.add_argument("--max-new-tokens", type=int, default=64)
+    rp.add_argument("--methods", default=",".join(__import__("rest_lsp.benchmarks.repo", fromlist=["x"]).METHODS))
+    rp.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    rp.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
+    rp.add_argument("--seed", type=int, default=0, help="picks the held-out files and the cursor positions")
+    rp.add_argument("--out", default="bench-out/repo", metavar="DIR")
+    rp.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.repo", fromlist=["x"]).main(args))
     srv = kinds.add_parser("server", help="end-to-end completion latency over LSP: REST vs greedy, KV reuse, typing")
     from rest_lsp.completion.bench import add_arguments
 
@@ -42,24 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
-def _random_model(dtype: Any) -> Any:
-    """A random Llama of the embedded model's shape (training/train_embedded.py settings)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(vocab_size=16384, hidden_size=256, intermediate_size=704, num_hidden_layers=8,
-                         num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=2048,
-                         tie_word_embeddings=True, eos_token_id=0, bos_token_id=None, pad_token_id=None)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).to(dtype).eval()
-
-
 def _load(args: argparse.Namespace):
     from rest_lsp.config import Config
-    from rest_lsp.engine.model import EMBEDDED_DIR, LoadedModel, load_model, resolve_device, resolve_dtype, tokenizer_identity
+    from rest_lsp.engine.model import (EMBEDDED_DIR, LoadedModel, choose_forward, load_model, resolve_device,
+                                       resolve_dtype, tokenizer_identity)
 
     config, problems = Config.from_dict({"model": {"name": args.model, "device": args.device, "dtype": args.dtype,
-                                                   "threads": args.threads}})
+                                                   "threads": args.threads, "forward": args.forward}})
     if problems:
         raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)
     if not args.random_model:
@@ -72,8 +99,52 @@ def _load(args: argparse.Namespace):
     device = resolve_device(config.model.device)
     dtype = resolve_dtype(config.model.dtype, device)
     tok = AutoTokenizer.from_pretrained(EMBEDDED_DIR)
-    return config, LoadedModel(_random_model(dtype).to(device), tok, device, dtype, "random (embedded shape)",
-                               tokenizer_identity(tok, EMBEDDED_DIR))
+    from rest_lsp.engine.cost_bench import random_model
+
+    model = random_model("embedded-shape", dtype).to(device)
+    runner, forward, why = choose_forward(model, config.model.forward)
+    return config, LoadedModel(model, tok, device, dtype, "random (embedded shape)", tokenizer_identity(tok, EMBEDDED_DIR),
+                               runner=runner, forward=forward, forward_reason=why)
+
+
+def run_cost_bench(args: argparse.Namespace) -> int:
+    """Run the verification-cost benchmark and print/write its figures."""
+    import torch
+
+    from rest_lsp.config import ModelConfig
+    from rest_lsp.engine import cost_bench
+    from rest_lsp.engine.model import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaders = {}
+    for name in (m.strip() for m in args.models.split(",") if m.strip()):
+        if name in cost_bench.SHAPES:
+            loaders[name] = lambda name=name: cost_bench.random_model(name)
+        else:
+            path = "" if name == "embedded" else name
+            loaders[name] = lambda path=path: load_model(ModelConfig(name=path, device="cpu", dtype="float32",
+                                                                     forward="transformers")).model
+    forwards = [f.strip() for f in args.forwards.split(",") if f.strip()]
+    unknown = sorted(set(forwards) - {"packed", "unpacked", "transformers"})
+    if unknown:
+        raise ConfigError(f"unknown forwards {unknown}", forwards=unknown)
+    print(f"c(k) over a {args.context}-token cache, {torch.get_num_threads()} threads, median of {args.repeats}")
+    results = cost_bench.run(loaders, forwards, args.context, args.repeats)
+    record = {
+        "command": "rest-lsp " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "context_len": args.context,
+        "models": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(cost_bench.table(results))
+    print(f"figures written to {out}")
+    return 0
 
 
 def run_engine_bench(args: argparse.Namespace) -> int:
@@ -98,7 +169,8 @@ def run_engine_bench(args: argparse.Namespace) -> int:
         "max_new_tokens": args.max_new_tokens,
     }
     print(f"model: {record['model']}")
-    table = bench.cost_table(loaded.model, context_len=args.cost_context)
+    table = bench.cost_table(loaded.runner if loaded.runner is not None else loaded.model,
+                             context_len=args.cost_context)
     cost = table.pop("cost")
     record["cost"] = table
     print("c(k) through the verification forward, cache of", args.cost_context, "tokens:")

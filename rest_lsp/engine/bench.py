@@ -118,6 +118,26 @@ def run_engine(
     return result
 
 
+def transformers_generate(model: Any, ids: Sequence[int], eos_ids: Sequence[int], max_new_tokens: int,
+                          prompt_lookup_num_tokens: int | None) -> tuple[tuple[int, ...], float]:
+    """One ``transformers`` ``generate`` call (greedy, optionally prompt lookup): (new tokens, seconds)."""
+    import torch
+
+    eos = sorted(eos_ids)
+    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False,
+                                  eos_token_id=eos or None, pad_token_id=eos[0] if eos else None)
+    if prompt_lookup_num_tokens:
+        kwargs["prompt_lookup_num_tokens"] = prompt_lookup_num_tokens
+    x = torch.tensor([list(ids)], device=next(model.parameters()).device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(x, attention_mask=torch.ones_like(x), **kwargs)
+    seconds = time.perf_counter() - t0
+    new = [int(t) for t in out[0, x.shape[1]:]]
+    cut = next((i for i, t in enumerate(new) if t in eos), len(new))
+    return tuple(new[:cut]), seconds
+
+
 def run_transformers(
     model: Any,
     name: str,
@@ -127,28 +147,15 @@ def run_transformers(
     prompt_lookup_num_tokens: int | None = 10,
 ) -> MethodResult:
     """transformers' own ``generate`` (greedy, optionally with prompt lookup) as a baseline."""
-    import torch
-
     result = MethodResult(name)
-    eos = sorted(eos_ids)
-    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False,
-                                  eos_token_id=eos or None, pad_token_id=eos[0] if eos else None)
-    if prompt_lookup_num_tokens:
-        kwargs["prompt_lookup_num_tokens"] = prompt_lookup_num_tokens
-    device = next(model.parameters()).device
     for ids in prompts:
-        x = torch.tensor([list(ids)], device=device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        with torch.inference_mode():
-            out = model.generate(x, attention_mask=torch.ones_like(x), **kwargs)
-        result.wall_s += time.perf_counter() - t0
+        c0 = time.process_time()
+        new, seconds = transformers_generate(model, ids, eos_ids, max_new_tokens, prompt_lookup_num_tokens)
+        result.wall_s += seconds
         result.cpu_s += time.process_time() - c0
-        new = [int(t) for t in out[0, x.shape[1]:]]
-        cut = next((i for i, t in enumerate(new) if t in eos), len(new))
-        new = new[:cut]
         result.prompts += 1
         result.new_tokens += len(new)
-        result.outputs.append(tuple(new))
+        result.outputs.append(new)
     return result
 
 

@@ -49,7 +49,7 @@ def measure_cost(
     """c(k) for each k in ``sizes``, verifying over a ``context_len``-token cache."""
     vocab = int(model.config.vocab_size)
     device = model_device(model)
-    cache = kv_cache.new_cache()
+    cache = kv_cache.new_cache(model)
     prefill(model, cache, [(11 * i + 5) % vocab for i in range(context_len)])
     verify_tree(model, cache, tree_inputs(chain_tree(4, vocab)))  # warm-up
     kv_cache.crop(cache, context_len)
@@ -82,6 +82,8 @@ def cost_key(model: Any, extra: str = "") -> str:
         str(torch.get_num_threads()),
         torch.__version__,
         transformers.__version__,
+        type(model).__name__,  # the packed forward and transformers' have different curves
+        str(getattr(model, "packed", "")),
         extra,
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

@@ -63,14 +63,15 @@ class Engine:
         self.eos_ids = frozenset(int(t) for t in eos_ids)
         self.window = window if window is not None else attention_window(model)
         self._cost = cost
-        self._cache = kv_cache.new_cache()
+        self._cache = kv_cache.new_cache(self.model)
         self._cached_ids: list[int] = []
         self._lock = threading.Lock()
 
     @classmethod
     def from_loaded(cls, loaded: Any, decoding: DecodingConfig | None = None, drafter: Drafter | None = None, **kw: Any) -> "Engine":
         """An engine over a ``LoadedModel`` (its tokenizer's end-of-sequence ids included)."""
-        return cls(loaded.model, decoding, drafter, eos_ids=sorted(loaded.eos_token_ids), **kw)
+        runner = loaded.runner if loaded.runner is not None else loaded.model
+        return cls(runner, decoding, drafter, eos_ids=sorted(loaded.eos_token_ids), **kw)
 
     @property
     def decoding(self) -> DecodingConfig:
@@ -115,7 +116,7 @@ class Engine:
     def reset(self) -> None:
         """Forget the cached K/V of earlier requests."""
         with self._lock:
-            self._cache = kv_cache.new_cache()
+            self._cache = kv_cache.new_cache(self.model)
             self._cached_ids = []
 
     def complete(
@@ -183,7 +184,7 @@ class Engine:
                 self._cached_ids = context[: kv_cache.cache_length(self._cache)]
             except BaseException:
                 # the cache may hold rows of a half-done step: start the next request cold
-                self._cache = kv_cache.new_cache()
+                self._cache = kv_cache.new_cache(self.model)
                 self._cached_ids = []
                 raise
             finally:
@@ -200,7 +201,7 @@ class Engine:
         if keep:
             kv_cache.crop(self._cache, keep)
         else:
-            self._cache = kv_cache.new_cache()
+            self._cache = kv_cache.new_cache(self.model)
         self._cached_ids = self._cached_ids[:keep]
         stats.reused_tokens = keep
         if self.window is not None and len(prompt) > self.window:

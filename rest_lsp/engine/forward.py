@@ -1,8 +1,9 @@
 """The model calls of the engine: prefill and one verification forward over a token tree.
 
 Every decode step, plain greedy included, goes through ``verify_tree`` (a plain step is a
-one-node tree), so greedy and speculative decoding share one numerics path.  The tree mask is an
-additive float 4D mask [1, 1, n, context + n]: transformers 5.24 passes a 4D mask through
+one-node tree), so greedy and speculative decoding share one numerics path.  The tree mask is a
+bool mask [n, context + n]; the ``transformers`` path turns it into an additive float 4D mask
+[1, 1, n, context + n]: transformers 5.24 passes a 4D mask through
 ``create_causal_mask`` untouched, and both its eager (adds the mask to the scores) and sdpa
 (``attn_mask``) attention honour an additive mask, whereas eager would misread a boolean one.
 """
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from rest_lsp.engine import kv_cache
+from rest_lsp.engine.packed_llama import PackedLlama
 from rest_lsp.engine.tree_inputs import TreeInputs
 
 #: prompt tokens per prefill forward (bounds the mask and activation memory)
@@ -30,21 +32,19 @@ def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask[None, None]
 
 
-def tree_attention_mask(
-    ancestor_mask: np.ndarray, context_len: int, dtype: torch.dtype, device: Any
-) -> torch.Tensor:
-    """[1, 1, n, context_len + n]: every node sees the whole context, itself and its ancestors."""
+def tree_allowed(ancestor_mask: np.ndarray, context_len: int, device: Any) -> torch.Tensor:
+    """[n, context_len + n] bool: every node sees the whole context, itself and its ancestors."""
     n = ancestor_mask.shape[0]
     allowed = torch.ones((n, context_len + n), dtype=torch.bool, device=device)
     allowed[:, context_len:] = torch.as_tensor(ancestor_mask, device=device)
-    return additive_mask(allowed, dtype)
+    return allowed
 
 
-def causal_attention_mask(n: int, context_len: int, dtype: torch.dtype, device: Any) -> torch.Tensor:
-    """[1, 1, n, context_len + n]: a causal chunk on top of ``context_len`` cached tokens."""
+def causal_allowed(n: int, context_len: int, device: Any) -> torch.Tensor:
+    """[n, context_len + n] bool: a causal chunk on top of ``context_len`` cached tokens."""
     allowed = torch.ones((n, context_len + n), dtype=torch.bool, device=device)
     allowed[:, context_len:] = torch.ones((n, n), dtype=torch.bool, device=device).tril()
-    return additive_mask(allowed, dtype)
+    return allowed
 
 
 @functools.lru_cache(maxsize=16)
@@ -57,22 +57,29 @@ def model_forward(
     cache: Any,
     tokens: torch.Tensor,
     positions: torch.Tensor,
-    mask: torch.Tensor,
-    last_only: bool = False,
-) -> torch.Tensor:
-    """One forward of ``tokens`` [n] at ``positions`` [n] on top of ``cache``; logits [n or 1, vocab]."""
+    allowed: torch.Tensor,
+    logits: str = "all",
+) -> torch.Tensor | None:
+    """One forward of ``tokens`` [n] at ``positions`` [n] on top of ``cache``.
+
+    ``allowed`` [n, context + n] bool says which rows each token attends to.  Returns logits
+    [n, vocab] ("all"), [1, vocab] ("last") or None ("none": prefill, where the packed forward
+    skips the LM head).
+    """
+    if isinstance(model, PackedLlama):
+        return model.forward(cache, tokens, positions, allowed, logits)
     kwargs: dict[str, Any] = {kv_cache.cache_kwarg(model): cache}
-    if last_only and _takes_logits_to_keep(type(model)):
+    if logits != "all" and _takes_logits_to_keep(type(model)):
         kwargs["logits_to_keep"] = 1
     with torch.inference_mode():
         out = model(
             input_ids=tokens[None],  # [1, n]
-            attention_mask=mask,  # [1, 1, n, context + n]
+            attention_mask=additive_mask(allowed, model_dtype(model)),  # [1, 1, n, context + n]
             position_ids=positions[None],  # [1, n]
             use_cache=True,
             **kwargs,
         )
-    return out.logits[0]  # [n, vocab] (or [1, vocab] with last_only)
+    return None if logits == "none" else out.logits[0]  # [n, vocab] (or [1, vocab])
 
 
 def model_dtype(model: Any) -> torch.dtype:
@@ -90,21 +97,20 @@ def model_device(model: Any) -> torch.device:
 
 def prefill(model: Any, cache: Any, token_ids: Sequence[int], chunk: int = PREFILL_CHUNK) -> None:
     """Append ``token_ids`` to the cache (causally, in chunks); no logits are needed."""
-    device, dtype = model_device(model), model_dtype(model)
+    device = model_device(model)
     ids = torch.as_tensor(list(token_ids), dtype=torch.long, device=device)
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         past = kv_cache.cache_length(cache)
         positions = torch.arange(past, past + len(part), device=device)
-        mask = causal_attention_mask(len(part), past, dtype, device)
-        model_forward(model, cache, part, positions, mask, last_only=True)
+        model_forward(model, cache, part, positions, causal_allowed(len(part), past, device), logits="none")
 
 
 def verify_tree(model: Any, cache: Any, inputs: TreeInputs) -> torch.Tensor:
     """Logits [n, vocab] of every tree node; the cache grows by the n tree rows."""
-    device, dtype = model_device(model), model_dtype(model)
+    device = model_device(model)
     past = kv_cache.cache_length(cache)
     tokens = torch.as_tensor(inputs.tokens, device=device)  # [n]
     positions = torch.as_tensor(inputs.position_ids(past), device=device)  # [n]
-    mask = tree_attention_mask(inputs.ancestor_mask, past, dtype, device)  # [1, 1, n, past + n]
-    return model_forward(model, cache, tokens, positions, mask)
+    allowed = tree_allowed(inputs.ancestor_mask, past, device)  # [n, past + n]
+    return model_forward(model, cache, tokens, positions, allowed)

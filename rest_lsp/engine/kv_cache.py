@@ -5,6 +5,7 @@ transformers 5.24: ``DynamicCache()`` holds one ``DynamicLayer`` per decoder lay
 ``n`` (tokens to remove; earlier versions took the length to keep); models take the cache as the
 ``cache=`` keyword (``past_key_values=`` before).  The cache is built without the model config on
 purpose: the engine passes its own full 4D mask, so every layer must keep every row.
+The packed forward's ``StaticCache`` has the same four operations as methods.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from typing import Any, Sequence
 
 import torch
 
+from rest_lsp.engine.packed_llama import StaticCache
 
-def new_cache() -> Any:
-    """An empty cache that grows with every forward."""
+
+def new_cache(model: Any = None) -> Any:
+    """An empty cache for ``model``: its own static cache if it has one, else a ``DynamicCache``."""
+    if model is not None and hasattr(model, "new_cache"):
+        return model.new_cache()
     from transformers import DynamicCache
 
     return DynamicCache()
@@ -25,11 +30,16 @@ def new_cache() -> Any:
 
 def cache_length(cache: Any) -> int:
     """Tokens held in the cache."""
+    if isinstance(cache, StaticCache):
+        return cache.length
     return int(cache.get_seq_length()) if cache is not None else 0
 
 
 def crop(cache: Any, length: int) -> None:
     """Keep only the first ``length`` tokens of the cache."""
+    if isinstance(cache, StaticCache):
+        cache.crop(length)
+        return
     remove = cache_length(cache) - length
     if remove < 0:
         raise ValueError(f"cannot crop a cache of {cache_length(cache)} tokens to {length}")
@@ -42,6 +52,9 @@ def keep_rows(cache: Any, start: int, rows: Sequence[int]) -> None:
 
     ``rows`` are the accepted tree nodes (increasing); a straight chain from row 0 needs no copy.
     """
+    if isinstance(cache, StaticCache):
+        cache.keep_rows(start, rows)
+        return
     rows = list(rows)
     if rows != list(range(len(rows))):
         index = torch.as_tensor([start + r for r in rows], dtype=torch.long)

@@ -31,6 +31,11 @@ class LoadedModel:
     source: str
     #: sha256 of the tokenizer (see ``tokenizer_identity``)
     tokenizer_id: str = ""
+    #: what the engine runs: a ``PackedLlama`` over ``model``, or ``model`` itself
+    runner: Any = None
+    #: "packed" or "transformers" (see ``choose_forward``), and why
+    forward: str = "transformers"
+    forward_reason: str = ""
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -92,6 +97,7 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None) -> Load
         raise ModelError(f"cannot load model {source!r}: {exc}", source=source) from exc
     model.to(device).eval()
     check_supported(model)
+    runner, forward, reason = choose_forward(model, cfg.forward)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -99,7 +105,34 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None) -> Load
         dtype=dtype,
         source=source,
         tokenizer_id=tokenizer_identity(tokenizer, source),
+        runner=runner,
+        forward=forward,
+        forward_reason=reason,
     )
+
+
+def choose_forward(model: Any, choice: str = "auto") -> tuple[Any, str, str]:
+    """(runner, "packed" | "transformers", why) for ``model`` under ``model.forward = choice``.
+
+    "auto" takes the packed forward where it is measured to win: a supported architecture on
+    the CPU in float32 (oneDNN-packed weights).  "packed" forces it (an error when unsupported);
+    "transformers" never uses it.
+    """
+    from rest_lsp.engine.packed_llama import PackedLlama, supports
+
+    if choice == "transformers":
+        return model, "transformers", "model.forward = transformers"
+    ok, why = supports(model)
+    if choice == "packed":
+        if not ok:
+            raise ModelError(f"model.forward = packed, but {why}", forward=choice)
+        return PackedLlama(model), "packed", "model.forward = packed"
+    p = next(model.parameters())
+    if not ok:
+        return model, "transformers", why
+    if p.device.type != "cpu" or str(p.dtype) != "torch.float32":
+        return model, "transformers", f"auto: packed forward is for float32 on the CPU, not {p.dtype} on {p.device}"
+    return PackedLlama(model), "packed", "auto: float32 on the CPU, supported architecture"
 
 
 #: attention implementations that apply a custom 4D additive mask (checked in tests per architecture)
@@ -195,6 +228,8 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).replace("torch.", ""),
         "attn_implementation": getattr(config, "_attn_implementation", None),
+        "forward": loaded.forward,
+        "forward_reason": loaded.forward_reason,
         "tokenizer_sha256": loaded.tokenizer_id,
     }
 
@@ -203,6 +238,7 @@ __all__ = [
     "EMBEDDED_DIR",
     "LoadedModel",
     "load_model",
+    "choose_forward",
     "tokenizer_identity",
     "check_tokenizer",
     "eos_token_ids",

@@ -1,0 +1,1 @@
+"""Benchmarks that compare decoding methods end to end (``rest-lsp bench humaneval``)."""

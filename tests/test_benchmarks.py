@@ -1,0 +1,96 @@
+"""The HumanEval benchmark's pure parts: interleaving, summaries, table, plots, store subsampling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rest_lsp.benchmarks import humaneval, plots
+from rest_lsp.benchmarks.humaneval import Run
+
+
+def fake(name, tokens_of, seconds, steps=1):
+    calls = []
+
+    def run(ids):
+        calls.append((name, tuple(ids)))
+        return Run("", 0, tuple(tokens_of(ids)), steps, seconds, forward_s=seconds * 0.8, draft_s=seconds * 0.1,
+                   tree_s=seconds * 0.05, other_s=seconds * 0.05)
+
+    run.calls = calls
+    return run
+
+
+def test_interleaving_rotates_the_method_order():
+    order = []
+    methods = {n: (lambda n: lambda ids: order.append(n) or Run("", 0, ()))(n) for n in ("a", "b", "c")}
+    runs = humaneval.run_interleaved(methods, [[1], [2], [3], [4]], say=None)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert [r.prompt for r in runs["b"]] == [0, 1, 2, 3] and all(r.method == "b" for r in runs["b"])
+
+
+def test_summaries_compare_with_greedy_prompt_by_prompt():
+    prompts = [[1, 2], [3, 4], [5, 6]]
+    methods = {
+        "greedy": fake("greedy", lambda ids: [ids[0]] * 4, 1.0, steps=4),
+        "default": fake("default", lambda ids: [ids[0]] * 4, 0.5, steps=2),
+        # wrong on the second prompt
+        "broken": fake("broken", lambda ids: [ids[0]] * (3 if ids[0] == 3 else 4), 2.0, steps=1),
+    }
+    s = {m.method: m for m in humaneval.summarize(humaneval.run_interleaved(methods, prompts, say=None))}
+    assert s["greedy"].speedup_vs_greedy == 1.0 and s["greedy"].identical_to_greedy == 1.0
+    assert s["default"].speedup_vs_greedy == 2.0 and s["default"].speedup_vs_greedy_median == 2.0
+    assert s["default"].tokens_per_step == 2.0 and s["default"].tokens_per_s == pytest.approx(8.0)
+    assert s["broken"].identical_to_greedy == pytest.approx(0.6667, abs=1e-4)
+    assert s["default"].latency_p50_ms == 500.0
+    assert s["default"].time_split == {"retrieval": 0.1, "model": 0.8, "other": 0.1}
+    table = humaneval.table(list(s.values()))
+    assert "rest-lsp default" in table and "2.00x / 2.00x" in table and "67%" in table
+    json.dumps([m.to_dict() for m in s.values()])  # JSON-ready
+
+
+def test_plots_are_written(tmp_path):
+    methods = {"greedy": fake("g", lambda ids: [1, 2], 1.0, 2), "default": fake("d", lambda ids: [1, 2], 0.5, 1)}
+    summaries = humaneval.summarize(humaneval.run_interleaved(methods, [[1], [2]], say=None))
+    for path in (plots.speedup_bars(summaries, tmp_path / "s.png", "t"),
+                 plots.tokens_per_step_boxes(summaries, tmp_path / "b.png", "t"),
+                 plots.speedup_vs_store({"default": [(10, 1.1), (1000, 1.5)]}, tmp_path / "v.png", "t")):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_subsampled_store_keeps_a_fraction_of_the_documents(tmp_path, index_env, tiny_tokenizer):
+    from indexer import workspace_index
+    from indexer_fixtures import SAMPLE_CODE, make_workspace, small_index_config
+
+    corpus = make_workspace(tmp_path / "corpus", {f"lib/m{i}.py": SAMPLE_CODE.replace("Point", f"P{i}")
+                                                  for i in range(40)})
+    config = small_index_config(tmp_path, corpus_roots=[str(corpus)])
+    store = workspace_index.open_or_build(None, config, tiny_tokenizer)
+    sub = humaneval.subsample_store(store, 0.25, seed=1)
+    full_docs = sum(s.n_docs for s in store.corpus)
+    assert 0 < sum(s.n_docs for s in sub.corpus) < full_docs
+    assert 0 < humaneval.store_tokens(sub) < humaneval.store_tokens(store)
+    ids = tiny_tokenizer.encode("class P3:\n    def __init__(self")
+    assert sub.retrieve(ids).candidates is not None
+
+
+def test_repo_workload_pieces(tmp_path):
+    import random
+
+    from rest_lsp.benchmarks import repo
+
+    files = [f"pkg/m{i}.py" for i in range(20)]
+    held = repo.held_out_files(files, 3, seed=7)
+    assert len(held) == 3 and held == sorted(held) and held == repo.held_out_files(list(reversed(files)), 3, seed=7)
+    assert repo.held_out_files(files, 3, seed=8) != held
+    text = "import os\n\n\ndef f(x):\n    if x:\n        return 1\n\n    return 2\n"
+    offsets = repo.cursor_positions(text, 10, random.Random(0), min_line=3)
+    # after the indentation of every non-blank line from the fourth on
+    assert [text[o:].split("\n")[0] for o in offsets] == ["def f(x):", "if x:", "return 1", "return 2"]
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    for f in ("pkg/a.py", "pkg/b.py"):
+        (tmp_path / "src" / f).write_text(f)
+    repo.copy_without(tmp_path / "src", tmp_path / "copy", {"pkg/b.py"}, ["pkg/a.py", "pkg/b.py"])
+    assert (tmp_path / "copy" / "pkg" / "a.py").read_text() == "pkg/a.py"
+    assert not (tmp_path / "copy" / "pkg" / "b.py").exists()
