@@ -63,6 +63,7 @@ class Datastore:
         self._live: dict[str, ShardView] = {}  # replaced, never mutated: readers need no lock
         self._live_lock = threading.Lock()
         self._watcher = None
+        self.compact = None  # a CompactIndex standing in for the corpus shards (see use_compact)
         c = retrieval_config
         self._offset = ((c.sample_seed * 2654435761 + 12345) % 2**32) / 2**32
 
@@ -124,6 +125,11 @@ class Datastore:
                     found, length = tier_candidates(source, views, q)
                     candidates.extend(found)
                     longest = max(longest, length)
+            compact = self.compact
+            if compact is not None:
+                found, length = compact.lookup(context_ids, q.span)
+                candidates.extend(found)
+                longest = max(longest, length)
         return Retrieval(list(candidates), longest, time.perf_counter() - t0)
 
     def _query(self, context_ids, span, mode, max_candidates) -> Query:
@@ -140,6 +146,12 @@ class Datastore:
         ws = self.workspace.views if self.workspace is not None else ()
         return [("live", list(self._live.values())), ("workspace", list(ws)),
                 ("corpus", list(self.corpus_views))]
+
+    def use_compact(self, compact) -> None:
+        """Draft from a compact corpus tier (``indexer.compact.CompactIndex``) instead of the corpus shards."""
+        self.compact = compact
+        self.corpus = []
+        self.corpus_views = ()
 
     # -- live buffers ----------------------------------------------------------------------
     def set_buffer(self, uri: str, ids: Sequence[int]) -> None:
@@ -212,6 +224,11 @@ class Datastore:
             "workspace": tier(self.workspace.views) if self.workspace else tier(()),
             "corpus": tier(self.corpus_views),
         }
+        for name in ("live", "workspace", "corpus"):
+            out[name]["kind"] = "full"
+        if self.compact is not None:
+            out["corpus"] = self.compact.stats()
+            out["corpus"].update(shards=0, docs=0, tokens=0)
         out["tiers"] = {name: out[name]["tokens"] for name in ("live", "workspace", "corpus")}
         if self.workspace is not None:
             out["workspace"]["root"] = self.workspace.root

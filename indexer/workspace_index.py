@@ -177,6 +177,35 @@ def open_or_build(workspace: str | os.PathLike | None, config=None, tokenizer=No
     """
     tok = coerce_tokenizer(tokenizer)
     index_cfg, retrieval_cfg = split_config(config)
+    compact = None
+    if use_corpus and index_cfg.corpus_tier == "compact":
+        compact = open_compact(index_cfg.corpus_compact_dir, tok)
+        use_corpus = False
+    store = _open_or_build(workspace, index_cfg, retrieval_cfg, tok, progress, use_corpus, watch)
+    if compact is not None:
+        store.use_compact(compact)
+    return store
+
+
+def open_compact(directory: str | os.PathLike, tok: IndexTokenizer):
+    """The compact corpus tier at ``directory``, checked against its source index when that is here."""
+    from indexer.compact import CompactIndex, source_checksum
+
+    c = CompactIndex.open(os.path.expanduser(os.fspath(directory)), tokenizer_identity=tok.identity)
+    source_dir = c.manifest.get("source_dir")
+    if source_dir and Path(source_dir).is_dir():
+        try:
+            current = source_checksum(Path(source_dir))
+        except DatastoreError:
+            current = None
+        if current is not None and current != c.manifest["source"]:
+            raise DatastoreError(f"compact index {directory} is stale: {source_dir} was rebuilt since; "
+                                 "run `rest-lsp index compact` again", path=str(directory))
+    return c
+
+
+def _open_or_build(workspace, index_cfg: IndexConfig, retrieval_cfg, tok: IndexTokenizer,
+                   progress: Progress | None, use_corpus: bool, watch: bool) -> Datastore:
     cdir = _open_corpus(index_cfg, tok, progress, use_corpus)
     if workspace is None:
         if cdir is None:

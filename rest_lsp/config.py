@@ -116,6 +116,11 @@ class IndexConfig:
     #: changed workspace files live in a small in-memory delta shard, rebuilt on every save
     #: (cost grows with it); past this many tokens they are folded into a rebuilt base shard
     compact_tokens: int = 250_000
+    #: "full" (the corpus suffix array) or "compact" (frequent n-grams with precomputed trees,
+    #: built by `rest-lsp index compact`, at ``corpus_compact_dir``); workspace and live tiers
+    #: are always full
+    corpus_tier: str = "full"
+    corpus_compact_dir: str = ""
 
 
 @dataclass
@@ -263,6 +268,13 @@ class Config:
         if self.model.dtype not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(f"model.dtype={self.model.dtype!r} must be auto, float32, bfloat16 or float16")
             self.model.dtype = ModelConfig.dtype
+        if self.index.corpus_tier not in ("full", "compact"):
+            problems.append(f"index.corpus_tier={self.index.corpus_tier!r} must be full or compact")
+            self.index.corpus_tier = IndexConfig.corpus_tier
+        if self.index.corpus_tier == "compact" and not self.index.corpus_compact_dir:
+            problems.append("index.corpus_tier=compact needs index.corpus_compact_dir (build one with "
+                            "`rest-lsp index compact`); using the full corpus")
+            self.index.corpus_tier = "full"
         if self.model.forward not in ("auto", "packed", "transformers"):
             problems.append(f"model.forward={self.model.forward!r} must be auto, packed or transformers")
             self.model.forward = ModelConfig.forward
@@ -353,3 +365,24 @@ def read_file(path: str | Path) -> dict[str, Any]:
 def load_file(path: str | Path) -> tuple[Config, list[str]]:
     """Read a TOML or JSON config file; return the config and problems found."""
     return Config.from_dict(read_file(path))
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` merged over ``base``, recursively for nested dicts."""
+    out = dict(base)
+    for key, value in (top or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def settings_of(payload: Any) -> dict[str, Any]:
+    """The rest-lsp settings in an ``initializationOptions`` or ``didChangeConfiguration`` payload."""
+    if not isinstance(payload, dict):
+        return {}
+    for key in ("rest-lsp", "restLsp", "rest_lsp"):
+        if isinstance(payload.get(key), dict):
+            return payload[key]
+    return payload

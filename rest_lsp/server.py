@@ -10,12 +10,9 @@ to LSP results (a failed completion is an empty result plus a log line).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from lsprotocol import types as lsp
@@ -24,7 +21,8 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from rest_lsp import __version__
-from rest_lsp.config import Config
+from rest_lsp.completion.scheduler import Scheduler
+from rest_lsp.config import Config, deep_merge, settings_of
 from rest_lsp.errors import Cancelled, RestLspError
 
 log = logging.getLogger(__name__)
@@ -34,38 +32,6 @@ COMMAND_REINDEX = "rest-lsp.reindex"
 COMMAND_QUERY = "rest-lsp.query"
 COMMAND_ACCEPTED = "rest-lsp.accepted"
 COMMAND_TOGGLE = "rest-lsp.toggle"
-
-
-@dataclass
-class Ticket:
-    """One completion request's claim on the decoder; set ``cancelled`` to stop it."""
-
-    request_id: int
-    uri: str
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-class Scheduler:
-    """Supersession of completion requests: only the newest one may run or keep running."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._current: Ticket | None = None
-        self._ids = itertools.count(1)
-
-    def claim(self, uri: str) -> Ticket:
-        """A ticket for a new request; the request in flight (any document) is cancelled."""
-        with self._lock:
-            if self._current is not None:
-                self._current.cancelled.set()
-            self._current = Ticket(next(self._ids), uri)
-            return self._current
-
-    def release(self, ticket: Ticket) -> None:
-        """Forget ``ticket`` if it is still the newest."""
-        with self._lock:
-            if self._current is ticket:
-                self._current = None
 
 
 class RestLanguageServer(LanguageServer):
@@ -133,27 +99,6 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``top`` merged over ``base``, recursively for nested dicts."""
-    out = dict(base)
-    for key, value in (top or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def settings_of(payload: Any) -> dict[str, Any]:
-    """The rest-lsp settings in an ``initializationOptions`` or ``didChangeConfiguration`` payload."""
-    if not isinstance(payload, dict):
-        return {}
-    for key in ("rest-lsp", "restLsp", "rest_lsp"):
-        if isinstance(payload.get(key), dict):
-            return payload[key]
-    return payload
 
 
 def create_server(config_file_data: dict[str, Any] | None = None) -> RestLanguageServer:

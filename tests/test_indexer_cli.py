@@ -73,3 +73,32 @@ def test_bench_smoke(tmp_path, index_env, tiny_tokenizer_path, capsys):
     assert result["refresh"]["watcher_p95_ms"] < 5000 and not result["refresh"]["errors"]
     assert set(result["retrieval_corpus"]) == {"longest", "all_lengths", "rest_paper"}
     assert "| figure | measured | target |" in capsys.readouterr().out
+
+
+def test_compact_tier_from_the_cli(tmp_path, index_env, tiny_tokenizer_path, capsys):
+    from indexer.tokens import load_tokenizer
+    from indexer.workspace_index import corpus_dir
+    from rest_lsp.config import IndexConfig
+
+    ws = make_workspace(tmp_path / "ws", {"m.py": SAMPLE_CODE})
+    corpus = make_workspace(tmp_path / "corpus", {f"c{i}.py": SAMPLE_CODE.replace("add", f"plus{i}") for i in range(4)})
+    common = ["--workspace", str(ws), "--tokenizer", str(tiny_tokenizer_path)]
+    assert main(["index", "build", *common, "--corpus", str(corpus), "--json"]) == 0
+    capsys.readouterr()
+    source = corpus_dir(IndexConfig(corpus_roots=[str(corpus)]), load_tokenizer(str(tiny_tokenizer_path)))
+    out = tmp_path / "compact"
+    assert main(["index", "compact", "--index-dir", str(source), "--out", str(out), "--top-ngrams", "200",
+                 "--tokenizer", str(tiny_tokenizer_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["entries"] == min(200, report["candidates"]) and report["bytes"] == sum(f.stat().st_size for f in out.iterdir())
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"index": {"corpus_roots": [str(corpus)], "corpus_tier": "compact",
+                                            "corpus_compact_dir": str(out)}}))
+    assert main(["index", "stats", *common, "--config", str(config), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["corpus"]["kind"] == "compact" and stats["corpus"]["entries"] == report["entries"]
+    assert stats["workspace"]["kind"] == "full"
+    assert main(["index", "query", "    return a", *common, "--config", str(config), "--limit", "1000", "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)
+    assert {c["source"] for c in q["candidates"]} <= {"workspace", "corpus-compact"}
+    assert "corpus-compact" in {c["source"] for c in q["candidates"]}

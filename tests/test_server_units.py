@@ -9,7 +9,9 @@ from rest_lsp.commands.serve import parse_tcp
 from rest_lsp.completion.service import candidates_of, first_line_of
 from rest_lsp.config import Config
 from rest_lsp.errors import ConfigError
-from rest_lsp.server import Scheduler, _first_string, deep_merge, settings_of
+from rest_lsp.completion.scheduler import Scheduler
+from rest_lsp.config import deep_merge, settings_of
+from rest_lsp.server import _first_string
 
 
 def test_newer_request_cancels_the_one_in_flight():
@@ -72,3 +74,15 @@ def test_command_arguments_in_any_nesting():
     assert _first_string(([["nested"]],)) == "nested"
     assert _first_string(({"text": "t"},)) == "t"
     assert _first_string((42,)) is None
+
+
+def test_corpus_tier_options_are_checked():
+    from rest_lsp.config import Config
+
+    config, problems = Config.from_dict({"index": {"corpus_tier": "tiny"}, "model": {"forward": "fast"}})
+    assert config.index.corpus_tier == "full" and config.model.forward == "auto"
+    assert any("corpus_tier" in p for p in problems) and any("model.forward" in p for p in problems)
+    config, problems = Config.from_dict({"index": {"corpus_tier": "compact"}})
+    assert config.index.corpus_tier == "full" and any("corpus_compact_dir" in p for p in problems)
+    config, problems = Config.from_dict({"index": {"corpus_tier": "compact", "corpus_compact_dir": "/x"}})
+    assert config.index.corpus_tier == "compact" and not problems

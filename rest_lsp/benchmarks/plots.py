@@ -78,3 +78,22 @@ def speedup_vs_store(points: dict[str, list[tuple[int, float]]], out: Path, titl
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def tokens_per_step_vs_bytes(curves: dict[str, list[tuple[int, float]]], out: Path, title: str) -> Path:
+    """Tokens per step against index bytes on disk (log scale), one curve per kind of tier."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for name, pts in curves.items():
+        pts = sorted(pts)
+        ax.plot([p[0] / 1e6 for p in pts], [p[1] for p in pts], "o-", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("index bytes on disk (MB)")
+    ax.set_ylabel("tokens per verification step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

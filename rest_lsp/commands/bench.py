@@ -72,6 +72,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--seed", type=int, default=0, help="picks the held-out files and the cursor positions")
     rp.add_argument("--out", default="bench-out/repo", metavar="DIR")
     rp.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.repo", fromlist=["x"]).main(args))
+    cp = kinds.add_parser("compact", help="tokens/step against bytes on disk: full suffix array vs compact tiers")
+    cp.add_argument("--limit", type=int, default=40, help="HumanEval prompts (0: all 164)")
+    cp.add_argument("--max-new-tokens", type=int, default=128)
+    cp.add_argument("--budget", type=int, default=16, help="fixed draft budget (the same for every tier)")
+    cp.add_argument("--fractions", default="0.01,0.1,1", help="full suffix arrays over these fractions of the corpus")
+    cp.add_argument("--budgets", default="0.01,0.02,0.05,0.1,0.2",
+                    help="compact tiers at these fractions of the full index's bytes")
+    cp.add_argument("--index", default="", metavar="DIR", help="corpus index; default: the default corpus index")
+    cp.add_argument("--model", default="", metavar="NAME")
+    cp.add_argument("--threads", type=int, default=0)
+    cp.add_argument("--out", default="bench-out/compact", metavar="DIR")
+    cp.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.compact", fromlist=["x"]).main(args))
     srv = kinds.add_parser("server", help="end-to-end completion latency over LSP: REST vs greedy, KV reuse, typing")
     from rest_lsp.completion.bench import add_arguments
 

