@@ -56,18 +56,12 @@ def main(args: Any) -> int:
     from indexer.compact import CompactIndex
     from indexer.datastore import Datastore
     from rest_lsp.benchmarks import humaneval, plots
-    from rest_lsp.config import Config
     from rest_lsp.drafters import DatastoreDrafter, open_corpus_datastore
     from rest_lsp.engine.engine import Engine
-    from rest_lsp.engine.model import describe, load_model
+    from rest_lsp.engine.model import describe
     from rest_lsp.errors import ConfigError
 
-    config, problems = Config.from_dict({"model": {"name": args.model, "threads": args.threads}})
-    if problems:
-        raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = load_model(config.model)
+    config, loaded, out = humaneval.setup(args)
     store, line = open_corpus_datastore(str(loaded.source), args.index, config)
     if store is None:
         raise ConfigError(f"bench compact needs a corpus index: {line}")

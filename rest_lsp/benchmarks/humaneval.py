@@ -256,20 +256,34 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
     return methods
 
 
+def setup(args: Any) -> tuple[Any, Any, Any]:
+    """(config, loaded model, output directory) of a benchmark command's arguments."""
+    from pathlib import Path
+
+    from rest_lsp.config import Config
+    from rest_lsp.engine.model import load_model
+    from rest_lsp.errors import ConfigError
+
+    fields = {k: getattr(args, k) for k in ("device", "dtype") if hasattr(args, k)}
+    config, problems = Config.from_dict({"model": {"name": args.model, "threads": args.threads, **fields}})
+    if problems:
+        raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return config, load_model(config.model), out
+
+
 def main(args: Any) -> int:
     """The ``rest-lsp bench humaneval`` command: run, print the table, write JSON, table and plots."""
     import json
     import os
     import platform
     import sys
-    from pathlib import Path
-
     import torch
 
     from rest_lsp.benchmarks import plots
-    from rest_lsp.config import Config
     from rest_lsp.drafters import open_corpus_datastore
-    from rest_lsp.engine.model import describe, load_model
+    from rest_lsp.engine.model import describe
     from rest_lsp.errors import ConfigError
 
     try:
@@ -280,13 +294,7 @@ def main(args: Any) -> int:
     unknown = sorted(set(names) - set(METHODS))
     if unknown:
         raise ConfigError(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}", methods=unknown)
-    config, problems = Config.from_dict({"model": {"name": args.model, "device": args.device, "dtype": args.dtype,
-                                                   "threads": args.threads}})
-    if problems:
-        raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = load_model(config.model)
+    config, loaded, out = setup(args)
     store, store_line = open_corpus_datastore(str(loaded.source), args.index, config)
     print(f"model: {loaded.source} ({loaded.forward} forward, {loaded.device}, {loaded.dtype}); {store_line}")
     if store is None and any(m in names for m in ("rest_paper",)):

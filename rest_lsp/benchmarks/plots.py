@@ -60,36 +60,19 @@ def tokens_per_step_boxes(summaries: Sequence[Any], out: Path, title: str) -> Pa
     return out
 
 
-def speedup_vs_store(points: dict[str, list[tuple[int, float]]], out: Path, title: str) -> Path:
-    """Speed-up against datastore size (corpus tokens, log scale), one line per method."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for name, pts in points.items():
-        pts = sorted(pts)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
-    ax.set_xscale("log")
-    ax.set_xlabel("corpus tokens in the datastore")
-    ax.set_ylabel("speed-up vs our greedy loop (x)")
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
-
-
-def tokens_per_step_vs_bytes(curves: dict[str, list[tuple[int, float]]], out: Path, title: str) -> Path:
-    """Tokens per step against index bytes on disk (log scale), one curve per kind of tier."""
+def lines(curves: dict[str, list[tuple[float, float]]], out: Path, title: str, xlabel: str, ylabel: str,
+          baseline: float | None = None) -> Path:
+    """One line per curve, log-scale x (sizes), an optional horizontal baseline."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for name, pts in curves.items():
         pts = sorted(pts)
-        ax.plot([p[0] / 1e6 for p in pts], [p[1] for p in pts], "o-", label=name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
     ax.set_xscale("log")
-    ax.set_xlabel("index bytes on disk (MB)")
-    ax.set_ylabel("tokens per verification step")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if baseline is not None:
+        ax.axhline(baseline, color="black", linewidth=0.8)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -97,3 +80,14 @@ def tokens_per_step_vs_bytes(curves: dict[str, list[tuple[int, float]]], out: Pa
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def speedup_vs_store(points: dict[str, list[tuple[int, float]]], out: Path, title: str) -> Path:
+    """Speed-up against datastore size (corpus tokens, log scale), one line per method."""
+    return lines(points, out, title, "corpus tokens in the datastore", "speed-up vs our greedy loop (x)", 1.0)
+
+
+def tokens_per_step_vs_bytes(curves: dict[str, list[tuple[int, float]]], out: Path, title: str) -> Path:
+    """Tokens per step against index bytes on disk (MB, log scale), one curve per kind of tier."""
+    mb = {name: [(b / 1e6, t) for b, t in pts] for name, pts in curves.items()}
+    return lines(mb, out, title, "index bytes on disk (MB)", "tokens per verification step")

@@ -67,9 +67,8 @@ def main(args: Any) -> int:
     from indexer.tokens import coerce_tokenizer
     from rest_lsp.benchmarks import plots
     from rest_lsp.completion.prompt import fit_prefix
-    from rest_lsp.config import Config
     from rest_lsp.drafters import open_corpus_datastore
-    from rest_lsp.engine.model import describe, load_model
+    from rest_lsp.engine.model import describe
     from rest_lsp.errors import ConfigError
 
     root = Path(args.workspace).resolve()
@@ -79,11 +78,7 @@ def main(args: Any) -> int:
     unknown = sorted(set(names) - set(METHODS))
     if unknown:
         raise ConfigError(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}", methods=unknown)
-    config, problems = Config.from_dict({"model": {"name": args.model, "threads": args.threads}})
-    if problems:
-        raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    config, loaded, out = humaneval.setup(args)
     rules = sources.Rules.from_config(config.index)
     rel_files = [sources.relpath(f.path, str(root)) for f in sources.walk(root, rules)]
     py_files = [f for f in rel_files if f.endswith(".py") and (root / f).stat().st_size > 2000]
@@ -92,7 +87,6 @@ def main(args: Any) -> int:
         raise ConfigError(f"no Python files over 2 kB under {root} to hold out", workspace=str(root))
     copy = out / "workspace"
     copy_without(root, copy, set(held), rel_files)
-    loaded = load_model(config.model)
     config.index.index_dir = str(out / "index")
     started = time.perf_counter()
     store = workspace_index.open_or_build(copy, config, coerce_tokenizer(str(loaded.source)))
