@@ -67,9 +67,19 @@ def main(args: Any) -> int:
         raise ConfigError(f"bench compact needs a corpus index: {line}")
     index_dir = Path(store.corpus[0].directory).parent
     full_bytes = sum(s.nbytes for s in store.corpus)
-    tasks = list(read_problems().values())[: args.limit or None]
-    prompts = [loaded.tokenizer.encode(t["prompt"], add_special_tokens=False) for t in tasks]
-    print(f"corpus index {index_dir}: {full_bytes / 1e6:.1f} MB; {len(prompts)} HumanEval prompts, "
+    if args.workspace:  # the real-repository workload: cursor positions in files of the repository
+        from rest_lsp.benchmarks import repo
+
+        root = Path(args.workspace).resolve()
+        _, held = repo.split_repository(root, config, args.held_out, 0)
+        prompts, _ = repo.completion_prompts(root, held, loaded.tokenizer, config.server.max_prompt_tokens,
+                                             args.positions_per_file, 0)
+        workload = f"{len(prompts)} positions in {len(held)} files of {root.name}"
+    else:
+        tasks = list(read_problems().values())[: args.limit or None]
+        prompts = [loaded.tokenizer.encode(t["prompt"], add_special_tokens=False) for t in tasks]
+        workload = f"{len(prompts)} HumanEval prompts"
+    print(f"corpus index {index_dir}: {full_bytes / 1e6:.1f} MB; {workload}, "
           f"budget {args.budget}, {args.max_new_tokens} new tokens")
     engine = Engine.from_loaded(loaded, config.decoding)
     greedy = humaneval.engine_method(engine, mode="greedy", max_new_tokens=args.max_new_tokens)
@@ -106,13 +116,13 @@ def main(args: Any) -> int:
     record = {"command": "rest-lsp " + " ".join(sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-              "model": describe(loaded), "draft_budget": args.budget, "prompts": len(prompts),
+              "model": describe(loaded), "draft_budget": args.budget, "workload": workload, "prompts": len(prompts),
               "max_new_tokens": args.max_new_tokens, "configurations": rows}
     (out / "compact.json").write_text(json.dumps(record, indent=2, default=str))
     curves: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
         curves.setdefault("full suffix array" if r["method"] == "rest-full" else "compact tier", []).append(
             (r["index_bytes"], r["tokens_per_step"]))
-    png = plots.tokens_per_step_vs_bytes(curves, out / "compact.png", f"HumanEval, corpus-only drafts, budget {args.budget}")
+    png = plots.tokens_per_step_vs_bytes(curves, out / "compact.png", f"{workload}: corpus-only drafts, budget {args.budget}")
     print(f"written: {out / 'compact.json'}, {png}")
     return 0

@@ -55,6 +55,38 @@ def copy_without(root: Path, dest: Path, skip: set[str], rel_files: Sequence[str
         shutil.copyfile(root / rel, target)
 
 
+def split_repository(root: Path, config: Any, held_out: int, seed: int) -> tuple[list[str], list[str]]:
+    """(every indexable file, the held-out Python files) of a repository, relative paths."""
+    from indexer import sources
+    from rest_lsp.errors import ConfigError
+
+    rules = sources.Rules.from_config(config.index)
+    rel_files = [sources.relpath(f.path, str(root)) for f in sources.walk(root, rules)]
+    py_files = [f for f in rel_files if f.endswith(".py") and (root / f).stat().st_size > 2000]
+    held = held_out_files(py_files, held_out, seed)
+    if not held:
+        raise ConfigError(f"no Python files over 2 kB under {root} to hold out", workspace=str(root))
+    return rel_files, held
+
+
+def completion_prompts(root: Path, held: Sequence[str], tokenizer: Any, max_prompt_tokens: int,
+                       positions_per_file: int, seed: int) -> tuple[list[list[int]], list[str]]:
+    """Prompt ids at cursor positions of the held-out files (the server's prefix cut), and where."""
+    from rest_lsp.completion.prompt import fit_prefix
+
+    rng = random.Random(seed)
+    prompts, where = [], []
+    for rel in held:
+        text = (root / rel).read_text(encoding="utf-8", errors="replace")
+        for offset in cursor_positions(text, positions_per_file, rng):
+            _, ids = fit_prefix(text[:offset], lambda s: tokenizer.encode(s, add_special_tokens=False),
+                                max_prompt_tokens)
+            if len(ids) >= 8:
+                prompts.append(list(ids))
+                where.append(f"{rel}:{text.count(chr(10), 0, offset) + 1}")
+    return prompts, where
+
+
 def main(args: Any) -> int:
     """The ``rest-lsp bench repo`` command."""
     import json
@@ -63,10 +95,9 @@ def main(args: Any) -> int:
 
     import torch
 
-    from indexer import sources, workspace_index
+    from indexer import workspace_index
     from indexer.tokens import coerce_tokenizer
     from rest_lsp.benchmarks import plots
-    from rest_lsp.completion.prompt import fit_prefix
     from rest_lsp.drafters import open_corpus_datastore
     from rest_lsp.engine.model import describe
     from rest_lsp.errors import ConfigError
@@ -79,12 +110,7 @@ def main(args: Any) -> int:
     if unknown:
         raise ConfigError(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}", methods=unknown)
     config, loaded, out = humaneval.setup(args)
-    rules = sources.Rules.from_config(config.index)
-    rel_files = [sources.relpath(f.path, str(root)) for f in sources.walk(root, rules)]
-    py_files = [f for f in rel_files if f.endswith(".py") and (root / f).stat().st_size > 2000]
-    held = held_out_files(py_files, args.held_out, args.seed)
-    if not held:
-        raise ConfigError(f"no Python files over 2 kB under {root} to hold out", workspace=str(root))
+    rel_files, held = split_repository(root, config, args.held_out, args.seed)
     copy = out / "workspace"
     copy_without(root, copy, set(held), rel_files)
     config.index.index_dir = str(out / "index")
@@ -94,16 +120,8 @@ def main(args: Any) -> int:
     corpus, corpus_line = open_corpus_datastore(str(loaded.source), "", config)
     print(f"model: {loaded.source} ({loaded.forward} forward); workspace copy {copy} indexed in {index_s:.1f} s "
           f"({store.stats().get('workspace', {})}); held out: {', '.join(held)}; {corpus_line}")
-    rng = random.Random(args.seed)
-    prompts, where = [], []
-    for rel in held:
-        text = (root / rel).read_text(encoding="utf-8", errors="replace")
-        for offset in cursor_positions(text, args.positions_per_file, rng):
-            _, ids = fit_prefix(text[:offset], lambda s: loaded.tokenizer.encode(s, add_special_tokens=False),
-                                config.server.max_prompt_tokens)
-            if len(ids) >= 8:
-                prompts.append(ids)
-                where.append(f"{rel}:{text.count(chr(10), 0, offset) + 1}")
+    prompts, where = completion_prompts(root, held, loaded.tokenizer, config.server.max_prompt_tokens,
+                                        args.positions_per_file, args.seed)
     methods = humaneval.build_methods(loaded, config, store, [n for n in names if n != "corpus_only"],
                                       args.max_new_tokens, corpus_store=corpus)
     if "corpus_only" in names and corpus is not None:

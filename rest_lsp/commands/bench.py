@@ -82,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--index", default="", metavar="DIR", help="corpus index; default: the default corpus index")
     cp.add_argument("--model", default="", metavar="NAME")
     cp.add_argument("--threads", type=int, default=0)
+    cp.add_argument("--workspace", default="", metavar="DIR",
+                    help="instead of HumanEval: cursor positions in files of this repository (as `bench repo`)")
+    cp.add_argument("--held-out", type=int, default=4, help="with --workspace: files whose positions are used")
+    cp.add_argument("--positions-per-file", type=int, default=10)
     cp.add_argument("--out", default="bench-out/compact", metavar="DIR")
     cp.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.compact", fromlist=["x"]).main(args))
     srv = kinds.add_parser("server", help="end-to-end completion latency over LSP: REST vs greedy, KV reuse, typing")
