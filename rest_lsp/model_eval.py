@@ -196,8 +196,17 @@ def humaneval(model: Any, tokenizer: Any, eos_ids: frozenset[int], limit: int = 
 
 
 def decode_speed(model: Any, prompt_ids: Sequence[int], lengths: Sequence[int] = (128, 1024),
-                 new_tokens: int = 64, repeats: int = 3) -> list[dict[str, float]]:
-    """Greedy decoding speed (tokens/s after prefill) and prefill time at each prompt length."""
+                 new_tokens: int = 64, repeats: int = 3, runner: Any = None) -> list[dict[str, float]]:
+    """Greedy decoding speed (tokens/s after prefill) and prefill time at each prompt length.
+
+    Measured with the ``transformers`` forward and its cache; with ``runner`` (what the engine
+    runs, e.g. the packed forward) also through the engine's own greedy loop.
+    """
+    engine = None
+    if runner is not None:
+        from rest_lsp.engine.engine import Engine
+
+        engine = Engine(runner, eos_ids=())
     rows = []
     for length in lengths:
         if len(prompt_ids) < length:
@@ -214,4 +223,12 @@ def decode_speed(model: Any, prompt_ids: Sequence[int], lengths: Sequence[int] =
                 len(r.ids) / (r.prefill_seconds + r.decode_seconds) for r in runs
             ),
         })
+        if engine is not None:
+            engine.complete(prompt, 4, mode="greedy")
+            gens = []
+            for _ in range(repeats):
+                engine.reset()
+                gens.append(engine.complete(prompt, new_tokens, mode="greedy").stats)
+            rows[-1]["engine_decode_tokens_per_s"] = statistics.median(g.tokens_per_s for g in gens)
+            rows[-1]["engine_prefill_seconds"] = statistics.median(g.prefill_s for g in gens)
     return rows

@@ -186,9 +186,13 @@ def render(summary: dict, corpus: dict, result: dict, eval_command: str, files: 
             f"| HumanEval pass@1 (greedy, ≤ {e['max_new_tokens']} new tokens) | {e['pass_at_1']:.1%} ({e['passed']}/{e['problems']}) |",
         ]
     for row in result.get("speed", []):
+        engine = ""
+        if "engine_decode_tokens_per_s" in row:
+            engine = (f"; rest-lsp's own loop ({result['model'].get('forward', '?')} forward): "
+                      f"{row['engine_decode_tokens_per_s']:.1f} tokens/s, prefill {row['engine_prefill_seconds'] * 1000:.0f} ms")
         lines.append(
-            f"| greedy decoding, {row['prompt_tokens']}-token prompt | {row['decode_tokens_per_s']:.1f} tokens/s "
-            f"(prefill {row['prefill_seconds'] * 1000:.0f} ms) |"
+            f"| greedy decoding, {row['prompt_tokens']}-token prompt | transformers forward: "
+            f"{row['decode_tokens_per_s']:.1f} tokens/s (prefill {row['prefill_seconds'] * 1000:.0f} ms){engine} |"
         )
     samples = e.get("samples", [])
     if samples:

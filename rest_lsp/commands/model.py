@@ -174,7 +174,7 @@ def _speed(loaded) -> list[dict[str, float]]:
 
     text = Path(argparse.__file__).read_text(encoding="utf-8")  # long; same on every Python 3.11
     ids = loaded.tokenizer.encode(text, add_special_tokens=False)
-    return model_eval.decode_speed(loaded.model, ids)
+    return model_eval.decode_speed(loaded.model, ids, runner=loaded.runner)
 
 
 def _print_table(info: dict[str, Any], indent: str = "") -> None:
@@ -204,4 +204,8 @@ def _print_eval(result: dict[str, Any]) -> None:
               f"({e['passed']}/{e['problems']}), greedy, max {e['max_new_tokens']} new tokens")
     for row in result.get("speed", []):
         print(f"speed       prompt {row['prompt_tokens']:>5} tokens: {row['decode_tokens_per_s']:.1f} tokens/s "
-              f"greedy decode, prefill {row['prefill_seconds'] * 1000:.0f} ms")
+              f"greedy decode, prefill {row['prefill_seconds'] * 1000:.0f} ms (transformers forward)")
+        if "engine_decode_tokens_per_s" in row:
+            print(f"            prompt {row['prompt_tokens']:>5} tokens: {row['engine_decode_tokens_per_s']:.1f} tokens/s "
+                  f"greedy decode, prefill {row['engine_prefill_seconds'] * 1000:.0f} ms "
+                  f"(rest-lsp's loop, {result['model'].get('forward')} forward)")

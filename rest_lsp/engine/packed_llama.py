@@ -218,20 +218,22 @@ class PackedLlama:
         cache.reserve(past + n)
         h = F.embedding(tokens, self.embed)  # [n, hidden]
         cos, sin = self.rotary(h[None], positions[None])  # [1, n, head_dim] each
-        cos, sin = cos[0][:, None], sin[0][:, None]  # [n, 1, head_dim]
+        cos = cos[0][:, None]  # [n, 1, head_dim]
+        # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated): 3 ops fewer
+        half = self.head_dim // 2
+        sin = torch.cat((-sin[0][:, None, :half], sin[0][:, None, half:]), dim=-1)  # [n, 1, head_dim]
         mask = allowed[None]  # [1, n, past + n]
         hq, hk, d = self.heads, self.kv_heads, self.head_dim
         for i, layer in enumerate(self.layers):
             x = F.rms_norm(h, (h.shape[-1],), layer.norm_in, layer.eps_in)
             qkv = layer.qkv(x)  # [n, (hq + 2 hk) d]
-            q = qkv[:, : hq * d].view(n, hq, d)
-            k = qkv[:, hq * d : (hq + hk) * d].view(n, hk, d)
+            qk = qkv[:, : (hq + hk) * d].view(n, hq + hk, d)
             v = qkv[:, (hq + hk) * d :].view(n, hk, d)
             if layer.q_norm is not None:
-                q = F.rms_norm(q, (d,), layer.q_norm, layer.eps_qk)
-                k = F.rms_norm(k, (d,), layer.k_norm, layer.eps_qk)
-            q = q * cos + _rotate_half(q) * sin  # [n, hq, d]
-            k = k * cos + _rotate_half(k) * sin  # [n, hk, d]
+                qk = torch.cat((F.rms_norm(qk[:, :hq], (d,), layer.q_norm, layer.eps_qk),
+                                F.rms_norm(qk[:, hq:], (d,), layer.k_norm, layer.eps_qk)), dim=1)
+            qk = qk * cos + qk.roll(half, dims=-1) * sin  # [n, hq + hk, d]: q and k rotated at once
+            q, k = qk[:, :hq], qk[:, hq:]
             cache.keys[i, :, past : past + n] = k.transpose(0, 1)
             cache.values[i, :, past : past + n] = v.transpose(0, 1)
             keys = cache.keys[i, :, : past + n]  # [hk, past + n, d]
@@ -251,7 +253,3 @@ class PackedLlama:
         h = F.rms_norm(h, (h.shape[-1],), self.norm, self.norm_eps)
         return self.lm_head(h)  # [n or 1, vocab]
 
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
