@@ -17,8 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-import urllib.request
+import threading
 from pathlib import Path
 
 import pytest
@@ -67,19 +66,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait until ``url`` answers (polling a condition, with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"code-server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not answer in {timeout} s")
-            time.sleep(0.1)  # the poll interval of a condition wait
+def start_logged(cmd: list[str], env: dict, log_path: Path, ready_text: str) -> tuple[subprocess.Popen, threading.Event]:
+    """Start ``cmd`` with its output copied to ``log_path``; the event is set when a line contains
+    ``ready_text`` or the process ends (a condition to wait on, no polling)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    ready = threading.Event()
+
+    def copy() -> None:
+        with log_path.open("wb") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if ready_text.encode() in line:
+                    ready.set()
+        ready.set()  # the process ended: whoever waits looks at proc.poll()
+
+    threading.Thread(target=copy, daemon=True).start()
+    return proc, ready
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +139,13 @@ def drive_code_server(tmp_path: Path, vsix: Path, settings: dict, spec: dict) ->
     assert out.returncode == 0 and "successfully installed" in out.stdout, out.stdout + out.stderr
 
     port = free_port()
-    log = (tmp_path / "code-server.log").open("w")
-    server = subprocess.Popen(
+    server, listening = start_logged(
         [node, entry, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}", "--disable-telemetry", "--disable-update-check",
          "--disable-workspace-trust", "--disable-getting-started-override", *dirs, str(ws)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env, tmp_path / "code-server.log", "HTTP server listening",
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", server)
+        assert listening.wait(120) and server.poll() is None, (tmp_path / "code-server.log").read_text()[-3000:]
         report_file = tmp_path / "report.json"
         spec = {
             "url": f"http://127.0.0.1:{port}/?folder={ws}",
@@ -166,7 +168,6 @@ def drive_code_server(tmp_path: Path, vsix: Path, settings: dict, spec: dict) ->
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
-        log.close()
 
 
 @needs_code_server
