@@ -143,7 +143,7 @@ def editor_model_dir(tmp_path_factory) -> Path:
     """The tiny random model every editor test decodes with."""
     from lsp_testing import make_tiny_model_dir
 
-    return make_tiny_model_dir(tmp_path_factory.mktemp("editor-model"))
+    return make_tiny_model_dir(tmp_path_factory.mktemp("editor-model"), steer=(" x", " y"))
 
 
 @pytest.fixture(scope="session")

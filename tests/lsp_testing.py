@@ -16,8 +16,14 @@ EMBEDDED = REPO / "rest_lsp" / "embedded"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
-    """A random 2-layer Llama over the embedded tokenizer, saved as an HF model directory."""
+def make_tiny_model_dir(path: Path, seed: int = 0, steer: tuple[str, str] | None = None) -> Path:
+    """A random 2-layer Llama over the embedded tokenizer, saved as an HF model directory.
+
+    ``steer=(a, b)``: the LM head sees one hidden dimension only and maps its sign to token ``a``
+    or ``b`` (every other token scores 0), so greedy output is a string of those two tokens
+    whatever the prompt: a random model's first token may be a bracket or a newline that the
+    stop rules cut (an empty completion), which tests of editors cannot compare.
+    """
     import shutil
 
     import torch
@@ -40,10 +46,19 @@ def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
         initializer_range=0.2,
         bos_token_id=None,
         eos_token_id=eos,
-        tie_word_embeddings=True,
+        tie_word_embeddings=steer is None,
     )
     torch.manual_seed(seed)
     model = transformers.LlamaForCausalLM(config).eval()
+    if steer is not None:
+        ids = [tokenizer.encode(text, add_special_tokens=False) for text in steer]
+        assert all(len(i) == 1 for i in ids), f"{steer} must be single tokens, got {ids}"
+        with torch.no_grad():
+            model.model.norm.weight.zero_()
+            model.model.norm.weight[0] = 1.0
+            model.lm_head.weight.zero_()
+            model.lm_head.weight[ids[0][0], 0] = 100.0
+            model.lm_head.weight[ids[1][0], 0] = -100.0
     model.save_pretrained(path, safe_serialization=True)
     return path
 

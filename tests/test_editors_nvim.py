@@ -33,7 +33,7 @@ def run_driver(tmp_path, spec: dict, timeout: float = 300) -> dict:
     )
     assert out.exists(), f"no report (rc {proc.returncode}): {proc.stderr[-3000:]}"
     report = json.loads(out.read_text())
-    assert report.get("error") is None, report
+    assert report.get("error") is None, json.dumps(report, indent=1)
     return report
 
 
