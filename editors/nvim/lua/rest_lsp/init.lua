@@ -271,10 +271,16 @@ local function on_attach(client, bufnr)
       end
     end)
     local group = api.nvim_create_augroup('rest_lsp_buf_' .. bufnr, { clear = true })
+    -- the text an accepted item inserts changes the buffer too: that change must not ask for
+    -- the next completion at once (the popup would open again over what was just accepted)
+    local inserted_by_completion = false
     api.nvim_create_autocmd('CompleteDone', {
       group = group,
       buffer = bufnr,
       callback = function()
+        local ev = vim.v.event or {}
+        -- 'reason' (Neovim 0.11+) tells an accepted item from a cancelled menu
+        inserted_by_completion = ev.reason == 'accept' or (ev.reason == nil and (ev.complete_word or '') ~= '')
         on_complete_done(bufnr)
       end,
     })
@@ -289,6 +295,11 @@ local function on_attach(client, bufnr)
         buffer = bufnr,
         callback = function()
           if vim.fn.pumvisible() == 1 then
+            return
+          end
+          if inserted_by_completion then
+            inserted_by_completion = false
+            timer:stop()
             return
           end
           timer:stop()
