@@ -125,3 +125,19 @@ def test_choose_forward():
 def test_supports_names_what_is_missing():
     assert supports(tiny_model("phi3"))[0] is False
     assert supports(tiny_model("llama", hidden_act="gelu")) == (False, "hidden_act 'gelu' is not silu")
+
+
+def test_cost_benchmark_measures_every_forward():
+    from rest_lsp.engine import cost_bench
+
+    lines = []
+    results = cost_bench.run({"tiny": lambda: tiny_model("qwen2")}, ["packed", "unpacked", "transformers"],
+                             context_len=16, repeats=1, say=lines.append)
+    forwards = results["tiny"]["forwards"]
+    assert set(forwards) == {"packed", "unpacked", "transformers"}
+    for rows in forwards.values():
+        assert list(rows["ms"]) == list(cost_bench.SIZES) and rows["relative"][1] == 1.0
+    table = cost_bench.table(results)
+    assert table.count("| tiny |") == 3 and "c(64)" in table
+    gemma = cost_bench.run({"g": lambda: tiny_model("gemma")}, ["packed", "transformers"], 16, 1, say=lines.append)
+    assert set(gemma["g"]["forwards"]) == {"transformers"}  # no packed forward for Gemma
