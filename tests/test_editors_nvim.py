@@ -110,7 +110,7 @@ def test_commands_exist_after_setup(tmp_path):
         f"vim.opt.rtp:prepend({json.dumps(str(REPO / 'editors' / 'nvim'))})\n"
         f"require('rest_lsp').setup({{ cmd = {{ {json.dumps(rest_lsp_executable())}, 'serve', '--stdio' }}, filetypes = {{ 'none' }} }})\n"
         "local names = {}\n"
-        "for _, name in ipairs({ 'RestLspStatus', 'RestLspReindex', 'RestLspToggle' }) do\n"
+        "for _, name in ipairs({ 'RestLsp', 'RestLspStatus', 'RestLspReindex', 'RestLspToggle' }) do\n"
         "  names[name] = vim.fn.exists(':' .. name) == 2\n"
         "end\n"
         "io.stdout:write(vim.json.encode(names))\n"
@@ -118,4 +118,23 @@ def test_commands_exist_after_setup(tmp_path):
     )
     (tmp_path / "t.lua").write_text(script)
     proc = subprocess.run([NVIM, "--headless", "--clean", "-S", str(tmp_path / "t.lua")], env=env, capture_output=True, text=True, timeout=60)
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"RestLspStatus": True, "RestLspReindex": True, "RestLspToggle": True}
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"RestLsp": True, "RestLspStatus": True,
+                                                                "RestLspReindex": True, "RestLspToggle": True}
+
+
+@needs_nvim
+def test_checkhealth_reports_the_server_executable(tmp_path):
+    env = editor_env(tmp_path / "home")
+    script = (
+        f"vim.opt.rtp:prepend({json.dumps(str(REPO / 'editors' / 'nvim'))})\n"
+        "require('rest_lsp').setup({ cmd = { '/nonexistent/rest-lsp', 'serve', '--stdio' }, filetypes = { 'none' } })\n"
+        "vim.notify = function() end\n"
+        "vim.cmd('checkhealth rest_lsp')\n"
+        "io.stdout:write(vim.json.encode(vim.api.nvim_buf_get_lines(0, 0, -1, false)))\n"
+        "vim.cmd('qall!')\n"
+    )
+    (tmp_path / "t.lua").write_text(script)
+    proc = subprocess.run([NVIM, "--headless", "--clean", "-S", str(tmp_path / "t.lua")], env=env, capture_output=True, text=True, timeout=60)
+    text = "\n".join(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert "rest-lsp" in text and "server executable not found: /nonexistent/rest-lsp" in text
+    assert "Neovim 0." in text

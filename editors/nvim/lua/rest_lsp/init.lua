@@ -329,7 +329,25 @@ local function on_attach(client, bufnr)
   end
 end
 
+local SUBCOMMANDS = { status = 'RestLspStatus', reindex = 'RestLspReindex', toggle = 'RestLspToggle' }
+
 local function create_commands()
+  api.nvim_create_user_command('RestLsp', function(cmd)
+    local target = SUBCOMMANDS[cmd.args]
+    if not target then
+      vim.notify('rest-lsp: :RestLsp status|reindex|toggle (got ' .. vim.inspect(cmd.args) .. ')', vim.log.levels.ERROR)
+      return
+    end
+    vim.cmd(target)
+  end, {
+    nargs = 1,
+    desc = 'rest-lsp: status, reindex or toggle',
+    complete = function(lead)
+      return vim.tbl_filter(function(name)
+        return name:sub(1, #lead) == lead
+      end, vim.tbl_keys(SUBCOMMANDS))
+    end,
+  })
   api.nvim_create_user_command('RestLspStatus', function()
     M.execute('rest-lsp.status', {}, function(err, status)
       if err then
