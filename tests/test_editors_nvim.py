@@ -37,8 +37,14 @@ def run_driver(tmp_path, spec: dict, timeout: float = 300) -> dict:
     return report
 
 
+def minor_version() -> tuple[int, int]:
+    return tuple(int(x) for x in NVIM_VERSION.split("v", 1)[1].split(".")[:2])
+
+
 @needs_nvim
-def test_completion_is_inserted_as_the_server_computed_it(tmp_path, editor_model_dir, editor_corpus, editor_expected):
+@pytest.mark.parametrize("ui", ["ghost", "popup"])
+def test_completion_is_inserted_as_the_server_computed_it(tmp_path, editor_model_dir, editor_corpus, editor_expected, ui):
+    """Ghost text (0.12: vim.lsp.inline_completion; 0.11: the plugin's own) or, on 0.11, the popup."""
     ws = make_workspace(tmp_path / "ws")
     report = run_driver(tmp_path, {
         "cmd": [rest_lsp_executable(), "serve", "--stdio"],
@@ -47,14 +53,18 @@ def test_completion_is_inserted_as_the_server_computed_it(tmp_path, editor_model
         "line": LINE,
         "col": COL,
         "commands": True,
+        "ui": ui,
     })
-    inline = report["mode"] == "inline"
-    minor = tuple(int(x) for x in NVIM_VERSION.split("v", 1)[1].split(".")[:2])
-    assert report["mode"] == ("inline" if minor >= (0, 12) else "completion"), report["mode"]
-    expected = editor_expected(invoked=not inline)  # 0.11 asks explicitly: several items
+    modern = minor_version() >= (0, 12)
+    assert report["mode"] == ("inline" if modern else {"ghost": "ghost", "popup": "completion"}[ui]), report["mode"]
+    popup = report["mode"] == "completion"
+    expected = editor_expected(invoked=popup)  # the popup asks explicitly: several items
     assert expected and expected[0], "the tiny model gave no completion to compare"
-    if not inline:
+    if popup:
         assert [item["text"] for item in report["items"]] == expected
+    else:  # the ghost text drawn is the completion (first line inline, the rest as virtual lines)
+        drawn = "".join(chunk[0] for mark in report["ghost"] for chunk in mark["virt_text"] or [])
+        assert expected[0].startswith(drawn) and drawn, (drawn, expected[0])
     # the accepted text is the server's first item, inserted whole at the cursor
     assert "\n".join(report["lines"]) == SOURCE + expected[0]
     last = (SOURCE + expected[0]).split("\n")
@@ -68,8 +78,9 @@ def test_completion_is_inserted_as_the_server_computed_it(tmp_path, editor_model
 
 
 @needs_nvim
-def test_completion_comes_by_itself_while_typing(tmp_path, editor_model_dir, editor_corpus, editor_expected):
-    """Neovim 0.11 with autotrigger: typing opens the popup (an automatic request: one item)."""
+@pytest.mark.parametrize("ui", ["ghost", "popup"])
+def test_completion_comes_by_itself_while_typing(tmp_path, editor_model_dir, editor_corpus, editor_expected, ui):
+    """Typing asks by itself: ghost text, or with autotrigger the 0.11 popup (one item)."""
     ws = make_workspace(tmp_path / "ws")
     (ws / "ops.py").write_text(SOURCE[:-1])  # the space after "return" is typed
     report = run_driver(tmp_path, {
@@ -79,9 +90,10 @@ def test_completion_comes_by_itself_while_typing(tmp_path, editor_model_dir, edi
         "line": LINE,
         "col": COL - 1,
         "type": " ",
+        "ui": ui,
     })
     expected = editor_expected(invoked=False)
-    if report["mode"] != "inline":
+    if report["mode"] == "completion":
         assert [item["text"] for item in report["items"]] == expected
     assert "\n".join(report["lines"]) == SOURCE + expected[0]
 

@@ -60,7 +60,7 @@ local ok, err = xpcall(function()
   vim.opt.rtp:prepend(spec.plugin)
   vim.cmd('filetype on')
   local rest = require('rest_lsp')
-  rest.setup({ cmd = spec.cmd, settings = spec.settings, autotrigger = spec.type ~= nil })
+  rest.setup({ cmd = spec.cmd, settings = spec.settings, autotrigger = spec.type ~= nil, ui = spec.ui or 'ghost' })
   vim.cmd.edit(vim.fn.fnameescape(spec.file))
   vim.bo.filetype = 'python'
   local bufnr = api.nvim_get_current_buf()
@@ -143,9 +143,12 @@ local ok, err = xpcall(function()
     once = true,
     callback = vim.schedule_wrap(function()
       note('insert')
-      if rest.mode == 'inline' then
-        -- Neovim >= 0.12: ghost text appears by itself; Tab accepts
-        local ns = api.nvim_get_namespaces()['nvim.lsp.inline_completion']
+      if rest.mode == 'inline' or rest.mode == 'ghost' then
+        -- ghost text appears by itself (0.12: vim.lsp.inline_completion; 0.11: the plugin's); Tab accepts
+        if spec.type then
+          keys(spec.type)
+        end
+        local ns = api.nvim_get_namespaces()[rest.mode == 'inline' and 'nvim.lsp.inline_completion' or 'rest_lsp_ghost']
         poll('ghost text', function()
           return ns and #api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, {}) > 0
         end, timeout, function()
@@ -153,8 +156,11 @@ local ok, err = xpcall(function()
           report.ghost = vim.tbl_map(function(m)
             return { virt_text = m[4].virt_text, virt_lines = m[4].virt_lines }
           end, marks)
+          local shown = api.nvim_buf_get_lines(bufnr, 0, -1, false) -- typed keys included
           keys('<Tab>')
-          poll('accepted text', changed, 10000, done)
+          poll('accepted text', function()
+            return not vim.deep_equal(api.nvim_buf_get_lines(bufnr, 0, -1, false), shown)
+          end, 10000, done)
         end)
       else
         -- Neovim 0.11: the completion popup; <C-y> accepts the selected (first) item

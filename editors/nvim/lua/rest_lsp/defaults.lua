@@ -9,14 +9,19 @@ return {
   filetypes = nil,
   -- files or folders that mark the workspace root (else the file's folder)
   root_markers = { '.git', 'pyproject.toml', 'setup.py', 'setup.cfg', 'package.json', 'Cargo.toml', 'go.mod' },
-  -- ask for a completion automatically while typing (Neovim 0.11 popup; 0.12 ghost text always is)
+  -- Neovim 0.11: 'ghost' (ghost text the plugin draws) or 'popup' (vim.lsp.completion's menu);
+  -- 0.12+ always shows ghost text through vim.lsp.inline_completion
+  ui = 'ghost',
+  -- ask for a completion automatically while typing (the 0.11 popup; ghost text always is)
   autotrigger = true,
   -- insert-mode keys; false disables a mapping
   keys = {
-    accept = '<Tab>', -- 0.12: accept the ghost text (falls back to a Tab)
+    accept = '<Tab>', -- accept the ghost text (falls back to a Tab)
+    accept_line = '<C-l>', -- 0.11 ghost text: accept its first line
+    dismiss = '<C-]>', -- 0.11 ghost text: dismiss it
     next = '<M-]>', -- 0.12: next candidate
     prev = '<M-[>', -- 0.12: previous candidate
-    trigger = '<C-Space>', -- 0.11: ask for completions now (popup; accept with <C-y>)
+    trigger = '<C-Space>', -- 0.11: ask for a completion now (popup: accept with <C-y>)
   },
   -- server settings, nested like the server's configuration (rest-lsp config sections)
   settings = {

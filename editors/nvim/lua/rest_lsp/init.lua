@@ -1,8 +1,9 @@
 -- rest-lsp for Neovim: starts `rest-lsp serve --stdio` for file buffers and shows its completions.
 --
 -- Neovim >= 0.12: ghost text through `vim.lsp.inline_completion` (Tab accepts, M-] / M-[ cycle).
--- Neovim 0.11: the completion popup through `vim.lsp.completion` (multi-line items are inserted
--- whole on accept).  Neovim 0.10: `vim.lsp.start` and the omnifunc (<C-x><C-o>).
+-- Neovim 0.11: ghost text drawn by the plugin (rest_lsp.ghost: Tab accepts, C-l accepts a line,
+-- C-] dismisses), or with `ui = 'popup'` the completion popup through `vim.lsp.completion`
+-- (multi-line items are inserted whole on accept).  Neovim 0.10: the omnifunc (<C-x><C-o>).
 --
 --   require('rest_lsp').setup({ settings = { decoding = { max_new_tokens = 32 } } })
 --
@@ -262,6 +263,14 @@ local function on_attach(client, bufnr)
       vim.lsp.inline_completion.select({ count = -1 })
     end, { desc = 'rest-lsp: previous completion' })
     M.mode = 'inline'
+  elseif config.ui ~= 'popup' and supports('textDocument/inlineCompletion') then
+    -- Neovim 0.11: ghost text drawn by the plugin (rest_lsp.ghost)
+    local delay = math.max(vim.tbl_get(config, 'settings', 'server', 'debounce_ms') or 75, 10)
+    require('rest_lsp.ghost').attach(bufnr, client, keys, delay)
+    map(keys.trigger, function()
+      require('rest_lsp.ghost').request(bufnr, client)
+    end, { desc = 'rest-lsp: complete now' })
+    M.mode = 'ghost'
   elseif vim.lsp.completion and supports('textDocument/completion') then
     vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = false, convert = convert })
     api.nvim_buf_call(bufnr, function()

@@ -1,0 +1,239 @@
+-- Ghost text for Neovim 0.11 (0.12+ has vim.lsp.inline_completion): the plugin asks for
+-- `textDocument/inlineCompletion` itself, debounced, cancelling the request in flight, and draws
+-- the first item with extmarks (the first line inline at the cursor, the rest as virtual lines).
+-- Accept it whole (Tab), its first line only, or dismiss it; moving or typing clears it.
+
+local M = {}
+
+local api, uv = vim.api, vim.uv or vim.loop
+M.ns = api.nvim_create_namespace('rest_lsp_ghost')
+
+--- Per buffer: { timer, pending = { client, id }, item = { text, row, start_col, col, command, client } }
+local buffers = {}
+
+local function client_call(client, method, ...)
+  if vim.fn.has('nvim-0.11') == 1 then
+    return client[method](client, ...)
+  end
+  return client[method](...)
+end
+
+local function cancel(b)
+  if b.pending then
+    pcall(client_call, b.pending.client, 'cancel_request', b.pending.id)
+    b.pending = nil
+  end
+end
+
+--- Remove the ghost text of `bufnr` (and forget its item).
+function M.clear(bufnr)
+  local b = buffers[bufnr]
+  if b then
+    b.item = nil
+  end
+  if api.nvim_buf_is_valid(bufnr) then
+    api.nvim_buf_clear_namespace(bufnr, M.ns, 0, -1)
+  end
+end
+
+--- Whether ghost text is shown in `bufnr`.
+function M.visible(bufnr)
+  local b = buffers[bufnr]
+  return b ~= nil and b.item ~= nil
+end
+
+local function item_text(item)
+  local text = item.insertText
+  if type(text) == 'table' then
+    text = text.value
+  end
+  return type(text) == 'string' and text or nil
+end
+
+--- The byte column of an LSP position on `line` (the client's position encoding).
+local function byte_col(line, character, encoding)
+  local ok, col = pcall(vim.str_byteindex, line, encoding or 'utf-16', character, false)
+  if ok and col then
+    return col
+  end
+  return math.min(character, #line)
+end
+
+local function show(bufnr, client, result, row, col, tick)
+  local b = buffers[bufnr]
+  if not b or not api.nvim_buf_is_valid(bufnr) or api.nvim_buf_get_changedtick(bufnr) ~= tick then
+    return -- typed on meanwhile: a newer request is coming
+  end
+  local cursor = api.nvim_win_get_cursor(0)
+  if api.nvim_get_current_buf() ~= bufnr or cursor[1] - 1 ~= row or cursor[2] ~= col
+    or api.nvim_get_mode().mode:sub(1, 1) ~= 'i' then
+    return
+  end
+  local items = result and (result.items or result) or {}
+  local item = items[1]
+  local text = item and item_text(item)
+  if not text or text == '' then
+    return
+  end
+  local line = api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+  -- the item replaces [range.start, cursor]: what is typed there already is not drawn again
+  local start_col = col
+  if item.range and item.range.start.line == row then
+    start_col = byte_col(line, item.range.start.character, client.offset_encoding)
+  end
+  local typed = line:sub(start_col + 1, col)
+  if text:sub(1, #typed) ~= typed then
+    return
+  end
+  local lines = vim.split(text:sub(#typed + 1), '\n', { plain = true })
+  local virt_lines = {}
+  for i = 2, #lines do
+    table.insert(virt_lines, { { lines[i], 'Comment' } })
+  end
+  api.nvim_buf_set_extmark(bufnr, M.ns, row, col, {
+    virt_text = { { lines[1], 'Comment' } },
+    virt_text_pos = 'inline',
+    virt_lines = #virt_lines > 0 and virt_lines or nil,
+    hl_mode = 'combine',
+  })
+  b.item = { text = text, row = row, start_col = start_col, col = col, command = item.command, client = client }
+end
+
+--- Ask for a completion at the cursor now (the request in flight is cancelled).
+function M.request(bufnr, client)
+  local b = buffers[bufnr]
+  if not b then
+    return
+  end
+  cancel(b)
+  M.clear(bufnr)
+  local row, col = unpack(api.nvim_win_get_cursor(0))
+  row = row - 1
+  local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+  params.context = { triggerKind = 2 } -- automatic
+  local tick = api.nvim_buf_get_changedtick(bufnr)
+  local ok, id = client_call(client, 'request', 'textDocument/inlineCompletion', params, function(err, result)
+    if b.pending and b.pending.tick == tick then
+      b.pending = nil
+    end
+    if not err then
+      show(bufnr, client, result, row, col, tick)
+    end
+  end, bufnr)
+  if ok then
+    b.pending = { client = client, id = id, tick = tick }
+  end
+end
+
+--- Insert the ghost text (whole, or its first line); false when none is shown.
+function M.accept(bufnr, line_only)
+  local b = buffers[bufnr]
+  local it = b and b.item
+  if not it then
+    return false
+  end
+  M.clear(bufnr)
+  local text = it.text
+  if line_only then
+    local typed = #(api.nvim_buf_get_lines(bufnr, it.row, it.row + 1, false)[1] or ''):sub(it.start_col + 1, it.col)
+    local newline = text:find('\n', typed + 1, true)
+    if newline then
+      text = text:sub(1, newline - 1)
+    end
+  end
+  local lines = vim.split(text, '\n', { plain = true })
+  api.nvim_buf_set_text(bufnr, it.row, it.start_col, it.row, it.col, lines)
+  local last_row = it.row + #lines
+  local last_col = (#lines == 1 and it.start_col or 0) + #lines[#lines]
+  api.nvim_win_set_cursor(0, { last_row, last_col })
+  if it.command and not line_only then -- acceptance reaches the server (rest-lsp.accepted)
+    client_call(it.client, 'request', 'workspace/executeCommand',
+      { command = it.command.command, arguments = it.command.arguments }, function() end, bufnr)
+  end
+  b.accepted = true -- the text change it makes asks for nothing
+  return true
+end
+
+--- Ghost text in `bufnr` for `client`; `keys` = { accept, accept_line, dismiss }, `delay` in ms.
+function M.attach(bufnr, client, keys, delay)
+  if buffers[bufnr] then
+    return
+  end
+  local b = { timer = assert(uv.new_timer()) }
+  buffers[bufnr] = b
+  local group = api.nvim_create_augroup('rest_lsp_ghost_' .. bufnr, { clear = true })
+  local function schedule_request()
+    b.timer:stop()
+    b.timer:start(delay, 0, vim.schedule_wrap(function()
+      if api.nvim_buf_is_valid(bufnr) and api.nvim_get_current_buf() == bufnr
+        and api.nvim_get_mode().mode:sub(1, 1) == 'i' and require('rest_lsp').state.enabled then
+        M.request(bufnr, client)
+      end
+    end))
+  end
+  api.nvim_create_autocmd({ 'TextChangedI', 'InsertEnter' }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      cancel(b)
+      M.clear(bufnr)
+      if b.accepted then
+        b.accepted = false
+        return
+      end
+      schedule_request()
+    end,
+  })
+  api.nvim_create_autocmd('CursorMovedI', {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      local it = b.item
+      local cursor = api.nvim_win_get_cursor(0)
+      if it and (cursor[1] - 1 ~= it.row or cursor[2] ~= it.col) then
+        M.clear(bufnr)
+      end
+    end,
+  })
+  api.nvim_create_autocmd({ 'InsertLeave', 'BufLeave' }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      b.timer:stop()
+      cancel(b)
+      M.clear(bufnr)
+    end,
+  })
+  api.nvim_create_autocmd('BufUnload', {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      b.timer:stop()
+      b.timer:close()
+      buffers[bufnr] = nil
+    end,
+  })
+  local function map(lhs, line_only_or_dismiss, desc)
+    if not lhs then
+      return
+    end
+    vim.keymap.set('i', lhs, function()
+      if not M.visible(bufnr) then
+        return lhs
+      end
+      vim.schedule(function()
+        if line_only_or_dismiss == 'dismiss' then
+          M.clear(bufnr)
+        else
+          M.accept(bufnr, line_only_or_dismiss == 'line')
+        end
+      end)
+      return ''
+    end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = desc })
+  end
+  map(keys.accept, 'all', 'rest-lsp: accept the ghost text')
+  map(keys.accept_line, 'line', 'rest-lsp: accept the first line of the ghost text')
+  map(keys.dismiss, 'dismiss', 'rest-lsp: dismiss the ghost text')
+end
+
+return M
