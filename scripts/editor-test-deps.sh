@@ -23,7 +23,7 @@ apt_install() {
     local missing=()
     for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
     [ ${#missing[@]} -eq 0 ] && return 0
-    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"  # never wait for a password
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }

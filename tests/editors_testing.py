@@ -6,6 +6,7 @@ a test whose editor is missing is skipped with the command that installs it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -14,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from lsp_testing import REPO, server_env
 
@@ -24,6 +27,21 @@ INSTALL_HINT = "bash scripts/editor-test-deps.sh"
 SOURCE = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n\n\ndef square(x):\n    return "
 LINE = SOURCE.count("\n") + 1  # 1-based
 COL = len(SOURCE.rsplit("\n", 1)[1])  # 0-based (characters; ASCII here)
+
+
+def needs_editor(missing: str | None):
+    """A test decorator: nothing when the editor is there; else skip, or fail where editor tests
+    are required (``REST_LSP_REQUIRE_EDITORS=1``, as in CI: there they must run, never skip)."""
+    if missing is None:
+        return lambda test: test
+    if os.environ.get("REST_LSP_REQUIRE_EDITORS") == "1":
+        def fail(test):
+            @functools.wraps(test)
+            def failing(*args, **kwargs):
+                pytest.fail(f"editor tests are required here (REST_LSP_REQUIRE_EDITORS=1), but {missing}")
+            return failing
+        return fail
+    return pytest.mark.skip(reason=missing)
 
 
 def find_nvim() -> tuple[str | None, str]:
@@ -135,7 +153,6 @@ def editor_env(home: Path) -> dict[str, str]:
 
 
 # --- fixtures (imported by conftest.py) -------------------------------------------------------
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -176,3 +176,18 @@ def test_every_vscode_setting_is_documented_in_the_readme():
     properties = json.loads(PACKAGE_JSON.read_text())["contributes"]["configuration"]["properties"]
     missing = [key for key in properties if f"`{key}`" not in readme]
     assert not missing, f"editors/vscode/README.md does not describe {missing}"
+
+
+def test_a_missing_editor_skips_here_and_fails_where_required(monkeypatch):
+    from editors_testing import needs_editor
+
+    def probe():
+        return "ran"
+
+    assert needs_editor(None)(probe) is probe
+    monkeypatch.delenv("REST_LSP_REQUIRE_EDITORS", raising=False)
+    mark = needs_editor("nvim is not installed")
+    assert mark.mark.name == "skip" and "nvim is not installed" in mark.mark.kwargs["reason"]
+    monkeypatch.setenv("REST_LSP_REQUIRE_EDITORS", "1")
+    with pytest.raises(pytest.fail.Exception, match="required here.*nvim is not installed"):
+        needs_editor("nvim is not installed")(probe)()

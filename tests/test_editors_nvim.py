@@ -13,12 +13,13 @@ import subprocess
 
 import pytest
 
-from editors_testing import COL, LINE, REPO, SOURCE, editor_env, find_nvim, make_workspace, rest_lsp_executable, settings
+from editors_testing import (COL, LINE, REPO, SOURCE, editor_env, find_nvim, make_workspace, needs_editor,
+                             rest_lsp_executable, settings)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 NVIM, NVIM_VERSION = find_nvim()
-needs_nvim = pytest.mark.skipif(NVIM is None, reason=NVIM_VERSION)
+needs_nvim = needs_editor(None if NVIM else NVIM_VERSION)
 
 
 def run_driver(tmp_path, spec: dict, timeout: float = 300) -> dict:

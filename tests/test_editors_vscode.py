@@ -31,6 +31,7 @@ from editors_testing import (
     find_chromium,
     find_node,
     make_workspace,
+    needs_editor,
     playwright_core,
     rest_lsp_executable,
 )
@@ -57,7 +58,7 @@ def missing_tool() -> str | None:
 
 
 MISSING = missing_tool()
-needs_code_server = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+needs_code_server = needs_editor(MISSING)
 
 
 def free_port() -> int:
