@@ -189,7 +189,8 @@ def open_or_build(workspace: str | os.PathLike | None, config=None, tokenizer=No
 
 def open_compact(directory: str | os.PathLike, tok: IndexTokenizer):
     """The compact corpus tier at ``directory``, checked against its source index when that is here."""
-    from indexer.compact import CompactIndex, source_checksum
+    from indexer.compact import CompactIndex
+    from indexer.compact_build import source_checksum
 
     c = CompactIndex.open(os.path.expanduser(os.fspath(directory)), tokenizer_identity=tok.identity)
     source_dir = c.manifest.get("source_dir")

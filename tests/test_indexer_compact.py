@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer import compact, indexdir
+from indexer import compact, compact_build, indexdir
 from indexer.compact import CompactIndex, CompactSettings
 from indexer.retrieval import merge_prefixes
 from indexer.shard import Doc, Shard, write_shard
@@ -55,11 +55,11 @@ docs_strategy = st.lists(st.lists(st.integers(1, 4), min_size=1, max_size=30), m
 @given(docs=docs_strategy, max_n=st.integers(1, 3), depth=st.integers(1, 5), tree_nodes=st.integers(1, 8))
 def test_every_kept_tree_equals_brute_force(docs, max_n, depth, tree_nodes):
     s = CompactSettings(max_n=max_n, depth=depth, tree_nodes=tree_nodes, min_count=2)
-    entries, qualified = compact.compact_entries([shard_of(docs)], s)
+    entries, qualified = compact_build.compact_entries([shard_of(docs)], s)
     truth = brute_trees(docs, s)
     assert qualified == len(truth) == len(entries)
     ranked = sorted(truth, key=lambda g: (-truth[g][0], len(g), g))
-    got = [tuple(int.from_bytes(k[i:i + 2], "big") for i in range(0, compact._key_len(k, 2) * 2, 2))
+    got = [tuple(int.from_bytes(k[i:i + 2], "big") for i in range(0, compact_build._key_len(k, 2) * 2, 2))
            for k, _ in entries]
     assert got == ranked  # count desc, shorter first, then key order
     for (key, blob), gram in zip(entries, got):
@@ -74,7 +74,7 @@ def build_dir(tmp_path, docs, **kw) -> tuple:
                         tokenizer_identity=IDENTITY, separator_id=SEP, vocab_size=VOCAB, tier="corpus")
     indexdir.write_current(src, {"kind": "corpus", "tokenizer": IDENTITY, "shards": [final.name]})
     out = tmp_path / "compact"
-    report = compact.build_compact(src, out, CompactSettings(**kw))
+    report = compact_build.build_compact(src, out, CompactSettings(**kw))
     return src, out, report
 
 

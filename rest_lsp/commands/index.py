@@ -226,7 +226,8 @@ def _size(text: str) -> int:
 def run_compact(args) -> int:
     import dataclasses
 
-    from indexer.compact import CompactSettings, build_compact
+    from indexer.compact import CompactSettings
+    from indexer.compact_build import build_compact
     from indexer.tokens import load_tokenizer
     from indexer.workspace_index import corpus_dir
     from rest_lsp.config import Config
