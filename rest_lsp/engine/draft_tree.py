@@ -14,6 +14,9 @@ from typing import Sequence
 
 from rest_lsp.engine.drafter import Candidate, candidate_weights
 
+#: candidates kept per draft-tree node before the trie is built (the heaviest ones)
+CANDIDATES_PER_NODE = 4
+
 
 @dataclass(frozen=True, slots=True)
 class DraftTree:
@@ -137,4 +140,14 @@ def build_draft_tree(
         return DraftTree((int(root_token),), (-1,), (0,), (0,), (0.0,))
     # a prefix-closed tree of ``budget`` nodes is at most ``budget`` deep
     max_depth = budget if max_depth is None else min(max_depth, budget)
+    if weights is None:
+        weights = candidate_weights(candidates)
+    keep = CANDIDATES_PER_NODE * budget
+    if len(candidates) > keep:
+        # the trie is the hot spot of a step's overhead, and a tree of ``budget`` nodes is made of
+        # the heaviest candidates: the light tail of a long list only nudges a few weights
+        order = sorted(range(len(candidates)), key=lambda i: -weights[i])[:keep]
+        order.sort()  # the original order: ties in the trie keep their first-seen order
+        candidates = [candidates[i] for i in order]
+        weights = [weights[i] for i in order]
     return select_tree(build_trie(candidates, weights, max_depth), root_token, budget)

@@ -121,8 +121,9 @@ class StaticCache:
     def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, device: Any,
                  capacity: int = 1024) -> None:
         shape = (layers, kv_heads, capacity, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # uninitialised: a row is always written before any query attends to it
+        self.keys = torch.empty(shape, dtype=dtype, device=device)
+        self.values = torch.empty(shape, dtype=dtype, device=device)
         self.length = 0
 
     @property
@@ -138,7 +139,7 @@ class StaticCache:
         capacity = max(rows, 2 * self.capacity)
         for name in ("keys", "values"):
             old = getattr(self, name)
-            new = old.new_zeros((old.shape[0], old.shape[1], capacity, old.shape[3]))
+            new = old.new_empty((old.shape[0], old.shape[1], capacity, old.shape[3]))
             new[:, :, : self.length] = old[:, :, : self.length]
             setattr(self, name, new)
 
