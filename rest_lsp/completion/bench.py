@@ -224,7 +224,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # first request in a document: a cold prefill), then the character typed and completed again
     # (what most requests of an editing session are: the prompt's cache is reused)
     lat: dict[str, list[float]] = {m: [] for m in servers}
-    cold: dict[str, list[float]] = {m: [] for m in servers}
+    first: dict[str, list[float]] = {m: [] for m in servers}
     tps: dict[str, list[float]] = {m: [] for m in servers}
     same = 0
     for i, (path, offset) in enumerate(spots):
@@ -236,7 +236,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for mode in order:
             s = servers[mode]
             s.set_text(uri, text[:-1])
-            cold[mode].append((await s.complete(uri, *line_col(text[:-1], len(text) - 1)))[0])
+            first[mode].append((await s.complete(uri, *line_col(text[:-1], len(text) - 1)))[0])
             s.set_text(uri, text)
             seconds, got[mode] = await s.complete(uri, line, col)
             lat[mode].append(seconds)
@@ -292,9 +292,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "latency_ms": {m: {"p50": pct(v, .5), "p95": pct(v, .95), "mean": round(statistics.fmean(v) * 1000, 1)}
                        for m, v in lat.items()},
         "cold_latency_ms": {m: {"p50": pct(v, .5), "p95": pct(v, .95), "mean": round(statistics.fmean(v) * 1000, 1)}
-                            for m, v in cold.items()},
-        "cold_p50_ratio_rest_over_greedy": round(pct(cold["rest"], .5) / pct(cold["greedy"], .5), 3)
-        if pct(cold["greedy"], .5) else None,
+                            for m, v in first.items()},
+        "cold_p50_ratio_rest_over_greedy": round(pct(first["rest"], .5) / pct(first["greedy"], .5), 3)
+        if pct(first["greedy"], .5) else None,
         "tokens_per_step": {m: round(statistics.fmean(v), 3) if v else None for m, v in tps.items()},
         "p50_ratio_rest_over_greedy": round(p50r / p50g, 3) if p50g else None,
         "identical_items_share": round(same / len(spots), 3) if spots else None,
