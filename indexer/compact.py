@@ -54,18 +54,21 @@ class CompactSettings:
     max_bytes: int = 0  # budget for the whole directory (0: no budget, see top_ngrams)
     top_ngrams: int = 0  # keep at most this many n-grams (0: as many as the budget allows)
     min_count: int = 2  # an n-gram seen once drafts nothing better than the full index would
+    rank: str = "count"  # "count" (CREST) or "next" (occurrences followed by the top next token)
+
+
+_HEAD = np.dtype([("n", "u1"), ("count", "<u4")])  # packed: 5 bytes
 
 
 def unpack_tree(blob: bytes, width: int) -> list[tuple[tuple[int, ...], int]]:
-    """The (continuation, count) pairs of one trees.bin entry."""
+    """The (continuation, count) pairs of one trees.bin entry (two numpy reads, then slicing)."""
     (k,) = struct.unpack_from("<H", blob, 0)
-    heads = [struct.unpack_from("<BI", blob, 2 + 5 * i) for i in range(k)]
-    pos = 2 + 5 * k
-    code = ">%d" + ("H" if width == 2 else "I")
-    out = []
-    for n, c in heads:
-        out.append((struct.unpack_from(code % n, blob, pos), c))
-        pos += n * width
+    heads = np.frombuffer(blob, dtype=_HEAD, count=k, offset=2)
+    tokens = np.frombuffer(blob, dtype=">u2" if width == 2 else ">u4", offset=2 + 5 * k).tolist()
+    out, pos = [], 0
+    for n, c in zip(heads["n"].tolist(), heads["count"].tolist()):
+        out.append((tuple(tokens[pos:pos + n]), c))
+        pos += n
     return out
 
 

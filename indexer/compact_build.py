@@ -24,6 +24,8 @@ from rest_lsp.errors import IndexCorruptError
 
 #: rows gathered at once while counting n-grams (bounds the temporary arrays)
 CHUNK_ROWS = 1 << 22
+#: rank "next" scores this many times the entries that can be kept, taken by count first
+RANK_POOL = 4
 
 
 # -- counting --------------------------------------------------------------------------------
@@ -151,8 +153,9 @@ def compact_entries(shards: Sequence[Shard], settings: CompactSettings,
                     progress: Callable[[str], None] | None = None) -> tuple[list[tuple[bytes, bytes]], int]:
     """The kept (padded key, packed tree) entries, most frequent first, and how many qualified.
 
-    N-grams are ranked by count (ties: shorter first, then key order); entries are added in that
-    order while they fit ``max_bytes`` (less a reserve for the manifest).  A multi-shard corpus
+    N-grams are ranked by count ("count", CREST's rule) or by the count of their most frequent
+    next token ("next"); ties: shorter first, then key order.  Entries are added in that order
+    while they fit ``max_bytes`` (less a reserve for the manifest).  A multi-shard corpus
     counts each shard separately and keeps, for an n-gram, the tree of the shard where it is
     most frequent with the count summed over shards (exact for a single shard, the default).
     """
@@ -174,7 +177,7 @@ def compact_entries(shards: Sequence[Shard], settings: CompactSettings,
         keep = np.flatnonzero(counts >= settings.min_count)
         order = keep[np.lexsort((los[keep], ns[keep], -counts[keep]))]  # count desc, then n, then key
         if limit:
-            order = order[:limit]
+            order = order[:limit * (RANK_POOL if settings.rank == "next" else 1)]
         for n, lo, hi in zip(ns[order].tolist(), los[order].tolist(), his[order].tolist()):
             p = int(shard.arrays.sa[lo]) * width
             key = bytes(shard.token_bytes[p:p + n * width])
@@ -187,19 +190,44 @@ def compact_entries(shards: Sequence[Shard], settings: CompactSettings,
                     entry[1:4] = [si, lo, hi]
     ranked = sorted(((v[0], v[4], k) for k, v in found.items()), key=lambda t: (-t[0], t[1], t[2]))
     if settings.top_ngrams:
-        ranked = ranked[: settings.top_ngrams]
+        ranked = ranked[: settings.top_ngrams * (RANK_POOL if settings.rank == "next" else 1)]
     say(f"{len(ranked):,} n-grams seen at least {settings.min_count} times; building trees")
+
+    def tree_of(n: int, key: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        _, si, lo, hi, _ = found[key]
+        return continuation_tree(shards[si], lo, hi, n, settings.depth, settings.tree_nodes)
+
+    if settings.rank == "next":
+        # rank by how often the n-gram is followed by its most frequent next token (the draft
+        # mass a one-token acceptance can take) rather than by how often it occurs; scored over
+        # a pool of the most frequent n-grams
+        pool = ranked[: (limit or len(ranked)) * RANK_POOL]
+        trees = {key: tree_of(n, key) for _, n, key in pool}
+        scored = [(_top_next(trees[key]), n, key) for _, n, key in pool]
+        ranked = sorted(scored, key=lambda t: (-t[0], t[1], t[2]))
+        if settings.top_ngrams:
+            ranked = ranked[: settings.top_ngrams]
+    else:
+        trees = {}
     entries: list[tuple[bytes, bytes]] = []
     used, reserve = 0, 4096  # the manifest's share of the budget (checked exactly after writing)
     for _, n, key in ranked:
-        _, si, lo, hi, _ = found[key]
-        tree = pack_tree(*continuation_tree(shards[si], lo, hi, n, settings.depth, settings.tree_nodes), width)
+        tree = pack_tree(*(trees.get(key) or tree_of(n, key)), width)
         size = pad + 8 + len(tree)
         if settings.max_bytes and used + size + reserve > settings.max_bytes:
             break
         entries.append((key + b"\xff" * (pad - len(key)), tree))
         used += size
-    return entries, len(ranked)
+    return entries, len(found)
+
+
+def _top_next(tree: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
+    """How many occurrences continue with the most frequent next token."""
+    cols, _, counts = tree
+    if cols.shape[1] == 0:
+        return 0
+    firsts = cols[0]
+    return int(max(counts[firsts == t].sum() for t in np.unique(firsts)))
 
 
 def _key_len(key: bytes, width: int) -> int:

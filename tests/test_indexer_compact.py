@@ -165,3 +165,13 @@ def test_datastore_drafts_from_the_compact_tier_and_decoding_stays_exact(tmp_pat
     gen = Engine(model, drafter=DatastoreDrafter(store), eos_ids=()).complete(prompt, 20, budget=8)
     assert list(gen.tokens) == truth
     assert gen.stats.steps < 20  # the compact tier's drafts were accepted
+
+
+def test_rank_next_prefers_predictable_ngrams():
+    # "1" occurs 4 times with 4 different next tokens; "2" 3 times, always followed by 9
+    docs = [[1, 5], [1, 6], [1, 7], [1, 8], [2, 9], [2, 9], [2, 9]]
+    shard = shard_of(docs)
+    by_count, _ = compact_build.compact_entries([shard], CompactSettings(max_n=1, depth=2, top_ngrams=1))
+    by_next, _ = compact_build.compact_entries([shard], CompactSettings(max_n=1, depth=2, top_ngrams=1, rank="next"))
+    assert by_count[0][0][:2] == b"\x00\x01" and by_next[0][0][:2] == b"\x00\x02"
+    assert set(compact.unpack_tree(by_next[0][1], 2)) == {((9,), 3)}

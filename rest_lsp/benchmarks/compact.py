@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-def build_tier(index_dir: Path, out: Path, max_bytes: int) -> dict[str, Any]:
+def build_tier(index_dir: Path, out: Path, max_bytes: int, rank: str = "count", max_n: int = 4) -> dict[str, Any]:
     """Run `rest-lsp index compact` in a subprocess; its report plus wall time and peak memory."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "rest_lsp.cli", "index", "compact", "--index-dir", str(index_dir),
-                           "--out", str(out), "--max-bytes", str(max_bytes), "--json"],
+                           "--out", str(out), "--max-bytes", str(max_bytes), "--rank", rank, "--max-n", str(max_n),
+                           "--json"],
                           capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - t0
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -104,14 +105,17 @@ def main(args: Any) -> int:
         size = full_bytes if fraction >= 1.0 else int(full_bytes * humaneval.store_tokens(sub) / humaneval.store_tokens(store))
         measure("rest-full", f"full suffix array, {fraction:.0%} of the corpus", sub, size, {"fraction": fraction})
     contexts = [p[:k] for p in prompts for k in range(8, len(p), 9)]
-    for share in [float(f) for f in args.budgets.split(",") if f.strip()]:
-        tier_dir = out / f"compact-{share:g}"
-        report = build_tier(index_dir, tier_dir, int(full_bytes * share))
+    variants = [(rank, int(n)) for rank in args.ranks.split(",") if rank.strip()
+                for n in args.max_ns.split(",") if n.strip()]
+    for share, (rank, max_n) in [(float(f), v) for f in args.budgets.split(",") if f.strip() for v in variants]:
+        tier_dir = out / f"compact-{share:g}-{rank}-{max_n}"
+        report = build_tier(index_dir, tier_dir, int(full_bytes * share), rank, max_n)
         compact = CompactIndex.open(tier_dir, tokenizer_identity=store.tokenizer.identity)
         ds = Datastore(store.tokenizer, store.index_config, store.retrieval_config)
         ds.use_compact(compact)
-        measure("rest-compact", f"compact tier, {share:.0%} of the full bytes", ds, compact.nbytes,
-                {"budget_share": share, "entries": compact.entries, "build": report,
+        suffix = "" if (rank, max_n) == ("count", 4) else f", rank {rank}, n <= {max_n}"
+        measure("rest-compact", f"compact tier, {share:.0%} of the full bytes{suffix}", ds, compact.nbytes,
+                {"budget_share": share, "rank": rank, "max_n": max_n, "entries": compact.entries, "build": report,
                  "lookup": lookup_latency(compact, contexts, store.retrieval_config.span)})
     record = {"command": "rest-lsp " + " ".join(sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -121,7 +125,8 @@ def main(args: Any) -> int:
     (out / "compact.json").write_text(json.dumps(record, indent=2, default=str))
     curves: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
-        curves.setdefault("full suffix array" if r["method"] == "rest-full" else "compact tier", []).append(
+        name = "full suffix array" if r["method"] == "rest-full" else f"compact tier (rank {r['rank']}, n <= {r['max_n']})"
+        curves.setdefault(name, []).append(
             (r["index_bytes"], r["tokens_per_step"]))
     png = plots.tokens_per_step_vs_bytes(curves, out / "compact.png", f"{workload}: corpus-only drafts, budget {args.budget}")
     print(f"written: {out / 'compact.json'}, {png}")

@@ -79,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--fractions", default="0.01,0.1,1", help="full suffix arrays over these fractions of the corpus")
     cp.add_argument("--budgets", default="0.01,0.02,0.05,0.1,0.2",
                     help="compact tiers at these fractions of the full index's bytes")
+    cp.add_argument("--ranks", default="count", help="compact tiers ranked by: count and/or next (comma-separated)")
+    cp.add_argument("--max-ns", default="4", help="compact tiers keeping n-grams up to these lengths (comma-separated)")
     cp.add_argument("--index", default="", metavar="DIR", help="corpus index; default: the default corpus index")
     cp.add_argument("--model", default="", metavar="NAME")
     cp.add_argument("--threads", type=int, default=0)

@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--tree-nodes", type=int, default=64, help="nodes of each stored draft tree")
     c.add_argument("--depth", type=int, default=10, help="tokens per stored continuation")
     c.add_argument("--min-count", type=int, default=2, help="n-grams seen fewer times are never kept")
+    c.add_argument("--rank", choices=("count", "next"), default="count",
+                   help="count: most frequent n-grams first (CREST); next: most often followed by their top next token")
     c.add_argument("--tokenizer", metavar="PATH", default=None,
                    help="tokenizer.json or model directory (default: the embedded model's)")
     c.add_argument("--json", action="store_true")
@@ -235,7 +237,8 @@ def run_compact(args) -> int:
     tok = load_tokenizer(args.tokenizer)
     index_dir = args.index_dir or corpus_dir(Config().index, tok)
     settings = CompactSettings(max_n=args.max_n, depth=args.depth, tree_nodes=args.tree_nodes,
-                               max_bytes=args.max_bytes, top_ngrams=args.top_ngrams, min_count=args.min_count)
+                               max_bytes=args.max_bytes, top_ngrams=args.top_ngrams, min_count=args.min_count,
+                               rank=args.rank)
     report = build_compact(index_dir, args.out, settings, tokenizer_identity=tok.identity,
                            progress=lambda m: print(m, file=sys.stderr))
     out = {"out": str(args.out), "source": str(index_dir), **dataclasses.asdict(report),
