@@ -99,55 +99,47 @@ def test_completion_comes_by_itself_while_typing(tmp_path, editor_model_dir, edi
     assert "\n".join(report["lines"]) == SOURCE + expected[0]
 
 
+def run_lua(tmp_path, body: str) -> object:
+    """Run ``body`` in a headless Neovim with the plugin on the runtimepath; the JSON it writes last."""
+    script = f"vim.opt.rtp:prepend({json.dumps(str(REPO / 'editors' / 'nvim'))})\n{body}\nvim.cmd('qall!')\n"
+    (tmp_path / "t.lua").write_text(script)
+    proc = subprocess.run([NVIM, "--headless", "--clean", "-S", str(tmp_path / "t.lua")],
+                          env=editor_env(tmp_path / "home"), capture_output=True, text=True, timeout=60)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @needs_nvim
 def test_missing_server_is_reported_with_the_fix(tmp_path):
-    env = editor_env(tmp_path / "home")
-    script = (
-        f"vim.opt.rtp:prepend({json.dumps(str(REPO / 'editors' / 'nvim'))})\n"
+    messages = run_lua(tmp_path, (
         "local messages = {}\n"
         "vim.notify = function(msg) table.insert(messages, msg) end\n"
         "require('rest_lsp').setup({ cmd = { '/nonexistent/rest-lsp', 'serve', '--stdio' } })\n"
-        "io.stdout:write(vim.json.encode(messages))\n"
-        "vim.cmd('qall!')\n"
-    )
-    (tmp_path / "t.lua").write_text(script)
-    proc = subprocess.run([NVIM, "--headless", "--clean", "-S", str(tmp_path / "t.lua")], env=env, capture_output=True, text=True, timeout=60)
-    messages = json.loads(proc.stdout.strip().splitlines()[-1])
+        "io.stdout:write(vim.json.encode(messages))"
+    ))
     assert any("not found" in m and "cmd = {" in m for m in messages), messages
 
 
 @needs_nvim
 def test_commands_exist_after_setup(tmp_path):
-    env = editor_env(tmp_path / "home")
-    script = (
-        f"vim.opt.rtp:prepend({json.dumps(str(REPO / 'editors' / 'nvim'))})\n"
+    names = run_lua(tmp_path, (
         f"require('rest_lsp').setup({{ cmd = {{ {json.dumps(rest_lsp_executable())}, 'serve', '--stdio' }}, filetypes = {{ 'none' }} }})\n"
         "local names = {}\n"
         "for _, name in ipairs({ 'RestLsp', 'RestLspStatus', 'RestLspReindex', 'RestLspToggle' }) do\n"
         "  names[name] = vim.fn.exists(':' .. name) == 2\n"
         "end\n"
-        "io.stdout:write(vim.json.encode(names))\n"
-        "vim.cmd('qall!')\n"
-    )
-    (tmp_path / "t.lua").write_text(script)
-    proc = subprocess.run([NVIM, "--headless", "--clean", "-S", str(tmp_path / "t.lua")], env=env, capture_output=True, text=True, timeout=60)
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"RestLsp": True, "RestLspStatus": True,
-                                                                "RestLspReindex": True, "RestLspToggle": True}
+        "io.stdout:write(vim.json.encode(names))"
+    ))
+    assert names == {"RestLsp": True, "RestLspStatus": True, "RestLspReindex": True, "RestLspToggle": True}
 
 
 @needs_nvim
 def test_checkhealth_reports_the_server_executable(tmp_path):
-    env = editor_env(tmp_path / "home")
-    script = (
-        f"vim.opt.rtp:prepend({json.dumps(str(REPO / 'editors' / 'nvim'))})\n"
+    lines = run_lua(tmp_path, (
         "require('rest_lsp').setup({ cmd = { '/nonexistent/rest-lsp', 'serve', '--stdio' }, filetypes = { 'none' } })\n"
         "vim.notify = function() end\n"
         "vim.cmd('checkhealth rest_lsp')\n"
-        "io.stdout:write(vim.json.encode(vim.api.nvim_buf_get_lines(0, 0, -1, false)))\n"
-        "vim.cmd('qall!')\n"
-    )
-    (tmp_path / "t.lua").write_text(script)
-    proc = subprocess.run([NVIM, "--headless", "--clean", "-S", str(tmp_path / "t.lua")], env=env, capture_output=True, text=True, timeout=60)
-    text = "\n".join(json.loads(proc.stdout.strip().splitlines()[-1]))
+        "io.stdout:write(vim.json.encode(vim.api.nvim_buf_get_lines(0, 0, -1, false)))"
+    ))
+    text = "\n".join(lines)
     assert "rest-lsp" in text and "server executable not found: /nonexistent/rest-lsp" in text
     assert "Neovim 0." in text
