@@ -73,7 +73,7 @@ def continuation_tree(shard: Shard, lo: int, hi: int, n: int, depth: int, tree_n
     Every occurrence counts (no sampling); the heaviest ``tree_nodes`` nodes are kept with
     their exact weights (``merge_prefixes``, the live datastore's rule).
     """
-    pos = shard.arrays.sa[lo:hi].astype(np.int64) + n
+    pos = shard.arrays.sa[lo:hi] + n
     window = np.minimum(pos[None, :] + np.arange(depth)[:, None], shard.n_tokens - 1)
     cols = shard.arrays.tokens[window].astype(np.int32)
     cut = (cols == shard.separator_id) | (pos[None, :] + np.arange(depth)[:, None] >= shard.n_tokens)

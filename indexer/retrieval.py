@@ -117,7 +117,7 @@ def continuations(view: ShardView, lo: int, hi: int, length: int, q: Query,
     """
     shard = view.shard
     arrays = shard.arrays
-    starts = arrays.sa[sample_rows(lo, hi, q.max_candidates, q.offset, first_k)].astype(np.int64)
+    starts = arrays.sa[sample_rows(lo, hi, q.max_candidates, q.offset, first_k)]  # int64
     if view.dead is not None:
         docs = np.searchsorted(arrays.doc_starts, starts, side="right") - 1
         starts = starts[~view.dead[docs]]
@@ -282,11 +282,11 @@ def _remember(shard, key: tuple, value: list) -> None:
 
 def _few_continuations(shard, lo: int, hi: int, length: int, span: int) -> list[tuple[tuple[int, ...], int]]:
     """Counted continuations of a handful of SA rows, read straight from the token bytes."""
-    tok, sa, w, n, sep = shard.token_bytes, shard.sa_view, shard.width, shard.n_tokens, shard.separator_id
+    tok, sa, w, n, sep = shard.token_bytes, shard.arrays.sa.at, shard.width, shard.n_tokens, shard.separator_id
     code = "H" if w == 2 else "I"
     found: dict[tuple[int, ...], int] = {}
     for row in range(lo, hi):
-        start = sa[row] + length
+        start = sa(row) + length
         end = min(start + span, n)
         ids = struct.unpack(f">{end - start}{code}", tok[start * w:end * w])
         if sep in ids:

@@ -3,9 +3,13 @@
 Layout of a shard directory (every array file raw, memory-mapped on open)::
 
     tokens.bin     n tokens, big-endian u16 (vocab <= 65,536) or u32: doc0 SEP doc1 SEP ... SEP
-    sa.bin         suffix array over tokens, little-endian i32 (i64 past 2**31 tokens); suffixes
-                   that start at a separator are left out (no query starts with one)
-    first.bin      first.bin[t] = first SA row whose suffix starts with token t (vocab+1 rows)
+    sa.bin         suffix array over tokens, bit-packed: ceil(log2 n) bits per row (26 for 65 M
+                   tokens; see indexer.packed); suffixes that start at a separator are left out
+                   (no query starts with one)
+    first.bin      first.bin[t] = first SA row whose suffix starts with token t (vocab+1 rows),
+                   little-endian i32 (i64 past 2**31 tokens)
+    sample.bin     every SAMPLE_EVERY-th SA row, plain (first.bin's dtype): the searches bisect it
+                   first, then decode only a few packed rows (1/16 byte per token)
     docs.bin       document start offsets, little-endian u32 (u64 past 2**32), n_docs + 1 rows
     manifest.msgpack   format version, tokenizer identity, counts, dtypes, per-file size and
                    BLAKE2b checksums (full and sampled), document paths / content hashes / stats
@@ -14,7 +18,8 @@ Big-endian tokens make a byte comparison of two token strings equal their id ord
 compare ``bytes`` slices (a C memcmp) instead of Python ints.  The suffix array is built by
 libdivsufsort on those bytes (pydivsufsort's own wrapper does the same for u16/u32 input): the
 byte-level order restricted to token-aligned positions is the token-level order, so aligned rows
-are kept and divided by the token width.
+are kept and divided by the token width.  Bit-packing the rows is what keeps a u16 shard under
+6 bytes per token (2 of tokens + 3.25 of suffix array at 65 M tokens) instead of just over it.
 
 Integrity: ``open`` costs O(1): it checks the manifest's own checksum, every file's size and a
 sampled checksum (16 blocks of 4 KiB at fixed offsets).  The full checksums are computed when a
@@ -39,12 +44,14 @@ import msgpack
 import numpy as np
 
 from indexer import atomic
+from indexer.packed import PackedInts, bits_for
 from rest_lsp.errors import IndexCorruptError, IndexVersionError, TokenizerMismatchError
 
 #: bump when the on-disk layout changes; older shards are rebuilt
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: bit-packed suffix array
 MANIFEST = "manifest.msgpack"
-ARRAY_FILES = ("tokens.bin", "sa.bin", "first.bin", "docs.bin")
+ARRAY_FILES = ("tokens.bin", "sa.bin", "first.bin", "docs.bin", "sample.bin")
+SAMPLE_EVERY = 64
 SAMPLE_BLOCKS = 16
 SAMPLE_BLOCK_BYTES = 4096
 _serials = itertools.count(1)
@@ -66,9 +73,10 @@ class ShardArrays:
     """The arrays of a shard, in memory (a live buffer) or memory-mapped (on disk)."""
 
     tokens: np.ndarray  # (n,) >u2 / >u4
-    sa: np.ndarray  # (n - n_docs,) <i4 / <i8
-    first: np.ndarray  # (vocab + 1,) same dtype as sa
+    sa: PackedInts  # (n - n_docs,) positions, bits_for(n) bits each
+    first: np.ndarray  # (vocab + 1,) <i4 / <i8
     doc_starts: np.ndarray  # (n_docs + 1,) <u4 / <u8
+    sample: np.ndarray  # (ceil(len(sa) / SAMPLE_EVERY),) sa[::SAMPLE_EVERY], first's dtype
 
 
 def suffix_array(tokens: np.ndarray, separator_id: int) -> np.ndarray:
@@ -153,7 +161,8 @@ def build_arrays(docs: Sequence[Doc], token_dtype: np.dtype, separator_id: int,
     sa = suffix_array(tokens, separator_id)
     first = first_table(tokens, separator_id, vocab_size, sa.dtype)
     doc_dtype = np.dtype("<u4") if n < 2**32 else np.dtype("<u8")
-    return ShardArrays(tokens, sa, first, starts.astype(doc_dtype))
+    return ShardArrays(tokens, PackedInts.from_values(sa, bits_for(n)), first, starts.astype(doc_dtype),
+                       sa[::SAMPLE_EVERY].astype(first.dtype))
 
 
 def _digest(data) -> bytes:
@@ -185,7 +194,8 @@ def write_shard(directory: str | os.PathLike, arrays: ShardArrays, docs: Sequenc
     tmp.mkdir()
     try:
         files = {}
-        for fname, array in zip(ARRAY_FILES, (arrays.tokens, arrays.sa, arrays.first, arrays.doc_starts)):
+        for fname, array in zip(ARRAY_FILES, (arrays.tokens, arrays.sa.buffer, arrays.first, arrays.doc_starts,
+                                              arrays.sample)):
             data = memoryview(np.ascontiguousarray(array)).cast("B")
             with open(tmp / fname, "wb") as f:
                 f.write(data)
@@ -198,7 +208,9 @@ def write_shard(directory: str | os.PathLike, arrays: ShardArrays, docs: Sequenc
             "vocab_size": vocab_size,
             "tier": tier,
             "token_dtype": arrays.tokens.dtype.str,
-            "sa_dtype": arrays.sa.dtype.str,
+            "sa_bits": arrays.sa.bits,
+            "first_dtype": arrays.first.dtype.str,
+            "sample_every": SAMPLE_EVERY,
             "doc_dtype": arrays.doc_starts.dtype.str,
             "n_tokens": int(arrays.tokens.shape[0]),
             "n_suffixes": int(arrays.sa.shape[0]),
@@ -267,8 +279,13 @@ class Shard:
         self.n_docs = len(self.paths)
         # byte views: slicing gives ``bytes`` (memcmp compares), indexing gives Python ints
         self.token_bytes = self._maps[0] if self._maps else tokens.tobytes()
-        self.sa_view = _int_view(self.arrays.sa)
+        # the searches decode suffix-array rows inline from these (see PackedInts.at)
+        sa = self.arrays.sa
+        self.sa_bytes = self._maps[1] if self._maps else sa.buffer.tobytes()
+        self.sa_bits, self.sa_mask = sa.bits, sa.mask
         self.first_view = _int_view(self.arrays.first)
+        self.sample_view = _int_view(self.arrays.sample)
+        self.sample_every = int(self.manifest.get("sample_every", SAMPLE_EVERY))
         self.cache: dict = {}  # retrieval results of large SA ranges (see indexer.retrieval)
         self.serial = next(_serials)  # names this object in cache keys (never reused)
 
@@ -301,11 +318,14 @@ class Shard:
                 f"not {tokenizer_identity[:12]}", path=str(directory),
                 found=m["tokenizer"], expected=tokenizer_identity)
         maps, arrays = [], []
-        dtypes = (m["token_dtype"], m["sa_dtype"], m["sa_dtype"], m["doc_dtype"])
+        dtypes = (m["token_dtype"], None, m["first_dtype"], m["doc_dtype"], m["first_dtype"])
         for fname, dtype in zip(ARRAY_FILES, dtypes):
             buf = _map_file(directory / fname, m["files"][fname], verify)
             maps.append(buf)
-            arrays.append(np.frombuffer(buf, dtype=np.dtype(dtype)))
+            if dtype is None:
+                arrays.append(_packed(buf, m, directory / fname))
+            else:
+                arrays.append(np.frombuffer(buf, dtype=np.dtype(dtype)))
         shard = cls(ShardArrays(*arrays), list(m["paths"]), int(m["separator_id"]),
                     name=directory.name, directory=directory, manifest=m, _maps=maps)
         return shard
@@ -322,7 +342,7 @@ class Shard:
         """Bytes on disk (array files and manifest)."""
         if self.directory is None:
             a = self.arrays
-            return int(a.tokens.nbytes + a.sa.nbytes + a.first.nbytes + a.doc_starts.nbytes)
+            return int(a.tokens.nbytes + a.sa.nbytes + a.first.nbytes + a.doc_starts.nbytes + a.sample.nbytes)
         return sum(f.stat().st_size for f in self.directory.iterdir())
 
     def doc_tokens(self, i: int) -> np.ndarray:
@@ -332,6 +352,14 @@ class Shard:
 
     def doc_digest(self, i: int) -> bytes:
         return bytes(self.manifest.get("digests", b"")[16 * i:16 * i + 16])
+
+
+def _packed(buf, manifest: dict, path: Path) -> PackedInts:
+    """The suffix array over its mapped file; IndexCorruptError when the sizes disagree."""
+    try:
+        return PackedInts(buf, int(manifest["n_suffixes"]), int(manifest["sa_bits"]))
+    except ValueError as exc:
+        raise IndexCorruptError(f"shard file {path}: {exc}", path=str(path)) from exc
 
 
 def _int_view(array: np.ndarray) -> memoryview:

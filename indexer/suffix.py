@@ -43,30 +43,51 @@ class ShardView:
         return ShardView(self.shard, dead, dead_tokens, next(_epochs))
 
 
-def lower_bound(shard: Shard, pattern: bytes, lo: int, hi: int) -> int:
-    """First SA row in [lo, hi) whose suffix is >= pattern (byte order = token order)."""
-    tok, sa, w, m = shard.token_bytes, shard.sa_view, shard.width, len(pattern)
+def _first_not_below(shard: Shard, key: bytes, m: int, lo: int, hi: int) -> int:
+    """First SA row in [lo, hi) whose suffix's first ``m`` bytes are not below ``key``.
+
+    Two phases: a bisection over the plain sampled rows (every ``sample_every``-th row) narrows
+    the range to one stride, then a few probes decode bit-packed rows inline (PackedInts.at
+    without the call): this is the inner loop of every query.
+    """
+    tok, w, every, sample = shard.token_bytes, shard.width, shard.sample_every, shard.sample_view
+    a, b = -(-lo // every), (hi - 1) // every + 1  # sampled rows j * every inside [lo, hi)
+    a0, b0 = a, b
+    while a < b:
+        mid = (a + b) >> 1
+        p = sample[mid] * w
+        if tok[p:p + m] < key:
+            a = mid + 1
+        else:
+            b = mid
+    if a > a0:  # row (a - 1) * every is below: the answer is after it
+        lo = max(lo, (a - 1) * every + 1)
+    if a < b0:  # row a * every is not below: the answer is at most it
+        hi = a * every
+    sa, bits, mask, from_bytes = shard.sa_bytes, shard.sa_bits, shard.sa_mask, int.from_bytes
     while lo < hi:
         mid = (lo + hi) >> 1
-        p = sa[mid] * w
-        if tok[p:p + m] < pattern:
+        bit = mid * bits
+        b = bit >> 3
+        p = ((from_bytes(sa[b:b + 8], "little") >> (bit & 7)) & mask) * w
+        if tok[p:p + m] < key:
             lo = mid + 1
         else:
             hi = mid
     return lo
+
+
+def lower_bound(shard: Shard, pattern: bytes, lo: int, hi: int) -> int:
+    """First SA row in [lo, hi) whose suffix is >= pattern (byte order = token order)."""
+    return _first_not_below(shard, pattern, len(pattern), lo, hi)
 
 
 def upper_bound(shard: Shard, pattern: bytes, lo: int, hi: int) -> int:
-    """First SA row in [lo, hi) whose suffix's prefix is > pattern."""
-    tok, sa, w, m = shard.token_bytes, shard.sa_view, shard.width, len(pattern)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        p = sa[mid] * w
-        if tok[p:p + m] <= pattern:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """First SA row in [lo, hi) whose suffix's prefix is > pattern.
+
+    A prefix of at most len(pattern) bytes is <= pattern exactly when it is < pattern + NUL.
+    """
+    return _first_not_below(shard, pattern + b"\0", len(pattern), lo, hi)
 
 
 def _bucket(shard: Shard, pattern: bytes) -> tuple[int, int]:
@@ -91,7 +112,7 @@ def match_range(shard: Shard, pattern: bytes) -> tuple[int, int]:
 
 
 def _starts_with(shard: Shard, row: int, pattern: bytes) -> bool:
-    p = shard.sa_view[row] * shard.width
+    p = shard.arrays.sa.at(row) * shard.width
     return shard.token_bytes[p:p + len(pattern)] == pattern
 
 

@@ -101,6 +101,31 @@ def test_cut_is_prefix_closed_nested_and_bfs(cands, budget):
     assert paths(smaller) == picked_first
 
 
+def _paths(tree):
+    return {tuple(tree.tokens[j] for j in tree.path(i)[1:]) for i in range(1, len(tree))}
+
+
+@settings(max_examples=150, deadline=None)
+@given(candidates_st, st.integers(1, 6), st.integers(0, 3))
+def test_pruned_candidates_keep_the_size_and_the_nesting(cands, max_budget, less):
+    """With more candidates than kept, the tree still has min(budget, full trie) nodes, and
+    every budget up to ``max_budget`` cuts the same trie (nested trees)."""
+    from unittest import mock
+
+    from rest_lsp.engine import draft_tree
+
+    weights = candidate_weights(cands)
+    full_nodes = len(build_trie(cands, weights).token) - 1
+    with mock.patch.object(draft_tree, "CANDIDATES_PER_NODE", 1):  # keep = max_budget candidates
+        tree = build_draft_tree(99, cands, max_budget, weights=weights, max_budget=max_budget)
+        smaller = build_draft_tree(99, cands, max(max_budget - less, 0), weights=weights,
+                                   max_budget=max_budget)
+    assert len(tree) - 1 == min(max_budget, full_nodes)
+    first = {tuple(tree.tokens[j] for j in tree.path(i)[1:]) for i in range(1, len(tree))
+             if tree.ranks[i] <= len(smaller) - 1}
+    assert _paths(smaller) == first
+
+
 def test_tree_inputs_mask_positions_and_leaf_paths():
     tree = build_draft_tree(9, [c([1, 2, 3], 3), c([1, 4], 1), c([5], 2)], budget=8,
                             weights=[3, 1, 2])

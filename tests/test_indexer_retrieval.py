@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer import retrieval
+from indexer import retrieval, shard as shard_mod
 from indexer.datastore import Datastore
 from indexer.shard import Doc, Shard, suffix_array
 from indexer.suffix import ShardView, suffix_range
@@ -77,13 +77,15 @@ doc_st = st.lists(st.integers(1, 5), min_size=0, max_size=40)
 tier_st = st.lists(st.lists(doc_st, min_size=1, max_size=3), min_size=1, max_size=2)  # shards
 
 
-@pytest.fixture(params=["python-path", "numpy-path"])
-def small_range(request):
-    """Run a test with the few-matches Python path on, and with every range through numpy."""
-    saved = retrieval.SMALL_RANGE
-    retrieval.SMALL_RANGE = saved if request.param == "python-path" else 0
+@pytest.fixture(params=["python-path", "numpy-path", "sampled-every-3"])
+def small_range(request, monkeypatch):
+    """Run a test with the few-matches Python path on, with every range through numpy, and with
+    the searches' sampled rows so dense (every 3rd) that both search phases always work."""
+    if request.param == "numpy-path":
+        monkeypatch.setattr(retrieval, "SMALL_RANGE", 0)
+    if request.param == "sampled-every-3":
+        monkeypatch.setattr(shard_mod, "SAMPLE_EVERY", 3)
     yield
-    retrieval.SMALL_RANGE = saved
 
 
 @settings(max_examples=100, deadline=None,

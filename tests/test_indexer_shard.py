@@ -15,6 +15,7 @@ import pytest
 
 from indexer import indexdir, shard as shard_mod, workspace_index
 from indexer.datastore import Datastore
+from indexer.packed import PAD
 from indexer.shard import Doc, Shard, build_arrays, write_shard
 from indexer_fixtures import SAMPLE_CODE, make_workspace, small_index_config, train_tiny_tokenizer
 from rest_lsp.errors import DatastoreError, IndexCorruptError, IndexVersionError, TokenizerMismatchError
@@ -34,11 +35,12 @@ def test_round_trip(tmp_path):
     s = Shard.open(path, tokenizer_identity="tok-a", verify="full")
     assert s.paths == ["a.py", "b.py"] and s.n_tokens == 7
     assert s.doc_tokens(1).tolist() == [4, 5] and s.doc_digest(0) == b"d" * 16
-    assert s.arrays.sa.dtype == np.dtype("<i4") and s.arrays.tokens.dtype == np.dtype(">u2")
+    assert s.arrays.sa.bits == 3 and s.arrays.tokens.dtype == np.dtype(">u2")  # 7 tokens: 3 bits
     assert s.manifest["sizes"] == [10, 7] and s.manifest["mtimes"] == [5, 6]
     assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "idx").iterdir())
-    # 2 bytes of token + 4 bytes of suffix array per token, separators left out of the SA
-    assert s.arrays.sa.nbytes == 4 * (7 - 2)
+    # separators left out of the SA: 5 rows of 3 bits in 2 bytes, plus the reading pad
+    assert s.arrays.sa.nbytes == 2 + PAD and s.arrays.sa[:].tolist() == [0, 1, 2, 4, 5]
+    assert (tmp_path / "idx" / path.name / "sa.bin").stat().st_size == 2 + PAD
     corpus = Shard.open(write_docs(tmp_path, docs, tier="corpus"))
     assert corpus.paths == ["a.py", "b.py"] and corpus.manifest["sizes"] == []  # no doc table
 

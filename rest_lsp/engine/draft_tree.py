@@ -16,6 +16,8 @@ from rest_lsp.engine.drafter import Candidate, candidate_weights
 
 #: candidates kept per draft-tree node before the trie is built (the heaviest ones)
 CANDIDATES_PER_NODE = 4
+#: the budget bound assumed when a caller does not give one (DecodingConfig.max_draft_budget)
+DEFAULT_MAX_BUDGET = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +136,30 @@ def build_draft_tree(
     budget: int,
     weights: Sequence[float] | None = None,
     max_depth: int | None = None,
+    max_budget: int = DEFAULT_MAX_BUDGET,
 ) -> DraftTree:
-    """The draft tree of at most ``budget`` draft tokens below ``root_token``."""
+    """The draft tree of at most ``budget`` draft tokens below ``root_token``.
+
+    ``max_budget``: the largest budget this caller asks for (the adaptive budget's bound).  The
+    trie is built from the ``CANDIDATES_PER_NODE * max_budget`` heaviest candidates, so every
+    budget up to it cuts the same trie: the trees stay nested.  When those candidates give fewer
+    than ``max_budget`` nodes, the trie is built from all of them: the tree always has exactly
+    ``min(budget, nodes of the full trie)`` draft tokens.
+    """
     if budget <= 0 or not candidates:
         return DraftTree((int(root_token),), (-1,), (0,), (0,), (0.0,))
-    # a prefix-closed tree of ``budget`` nodes is at most ``budget`` deep
-    max_depth = budget if max_depth is None else min(max_depth, budget)
+    max_budget = max(budget, max_budget)
+    # a prefix-closed tree of ``max_budget`` nodes is at most ``max_budget`` deep
+    max_depth = max_budget if max_depth is None else min(max_depth, max_budget)
     if weights is None:
         weights = candidate_weights(candidates)
-    keep = CANDIDATES_PER_NODE * budget
+    keep = CANDIDATES_PER_NODE * max_budget
     if len(candidates) > keep:
         # the trie is the hot spot of a step's overhead, and a tree of ``budget`` nodes is made of
         # the heaviest candidates: the light tail of a long list only nudges a few weights
         order = sorted(range(len(candidates)), key=lambda i: -weights[i])[:keep]
         order.sort()  # the original order: ties in the trie keep their first-seen order
-        candidates = [candidates[i] for i in order]
-        weights = [weights[i] for i in order]
+        trie = build_trie([candidates[i] for i in order], [weights[i] for i in order], max_depth)
+        if len(trie.token) - 1 >= max_budget:
+            return select_tree(trie, root_token, budget)
     return select_tree(build_trie(candidates, weights, max_depth), root_token, budget)

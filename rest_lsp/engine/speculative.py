@@ -68,7 +68,8 @@ def speculative_decode(
         t1 = time.perf_counter()
         # deeper drafts than the tokens still wanted would be verified for nothing
         tree = build_draft_tree(
-            context[-1], candidates, requested, weights=weigh(candidates), max_depth=remaining - 1
+            context[-1], candidates, requested, weights=weigh(candidates), max_depth=remaining - 1,
+            max_budget=getattr(policy, "max_budget", requested),
         )
         inputs = tree_inputs(tree)
         past = kv_cache.cache_length(cache)
