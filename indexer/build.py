@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from indexer import sources
-from indexer.shard import Doc, Shard, build_arrays, write_shard
+from indexer import atomic, sources
+from indexer.shard import FORMAT_VERSION, MANIFEST, Doc, Shard, build_arrays, write_shard
 from indexer.tokens import ENCODE_BATCH_BYTES, ENCODE_BATCH_FILES, IndexTokenizer
+from rest_lsp.errors import DatastoreError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,16 @@ def read_docs(files: Sequence[sources.SourceFile], names: Sequence[str], stats: 
               cache: Callable[[bytes], np.ndarray | None] | None = None,
               tokenizer: IndexTokenizer | None = None) -> list[Doc]:
     """Read files, reuse cached tokens by content hash, tokenize the rest in one batch."""
+    docs, todo = read_files(files, names, stats, cache)
+    if tokenizer is not None:
+        tokenize_docs(docs, todo, tokenizer, stats)
+    return docs
+
+
+def read_files(files: Sequence[sources.SourceFile], names: Sequence[str], stats: BuildStats,
+               cache: Callable[[bytes], np.ndarray | None] | None = None) -> tuple[list[Doc], list[tuple[int, str]]]:
+    """Read files into documents (tokens from ``cache`` by content hash, else empty); returns
+    the documents and ``(index, text)`` of those still to tokenize."""
     t0 = time.perf_counter()
     docs: list[Doc] = []
     todo: list[tuple[int, str]] = []
@@ -72,14 +84,28 @@ def read_docs(files: Sequence[sources.SourceFile], names: Sequence[str], stats: 
         else:
             stats.reused += 1
         stats.bytes += len(data)
-    t1 = time.perf_counter()
-    stats.seconds["read"] += t1 - t0
-    if todo and tokenizer is not None:
-        todo.sort(key=lambda item: -len(item[1]))  # longest first: the cores finish together
+    stats.seconds["read"] += time.perf_counter() - t0
+    return docs, todo
+
+
+def tokenize_docs(docs: list[Doc], todo: list[tuple[int, str]], tokenizer: IndexTokenizer,
+                  stats: BuildStats) -> None:
+    """Fill in the tokens of ``docs[i]`` for every ``(i, text)`` of ``todo``, in one batch."""
+    t0 = time.perf_counter()
+    if todo:
+        todo = sorted(todo, key=lambda item: -len(item[1]))  # longest first: the cores finish together
         for (i, _), ids in zip(todo, tokenizer.encode_many([t for _, t in todo])):
             docs[i].tokens = ids
-    stats.seconds["tokenize"] += time.perf_counter() - t1
-    return docs
+    stats.seconds["tokenize"] += time.perf_counter() - t0
+
+
+def write_docs(docs: Sequence[Doc], out_dir: Path, tokenizer: IndexTokenizer, tier: str, *,
+               name: str | None = None, sync: bool = True, extra: dict | None = None) -> Path:
+    """Index documents (suffix array, tables) and write them as one shard; returns its path."""
+    arrays = build_arrays(docs, tokenizer.token_dtype, tokenizer.separator_id, tokenizer.vocab_size)
+    return write_shard(out_dir, arrays, docs, tokenizer_identity=tokenizer.identity,
+                       separator_id=tokenizer.separator_id, vocab_size=tokenizer.vocab_size,
+                       tier=tier, name=name, sync=sync, extra=extra)
 
 
 class ShardWriter:
@@ -111,11 +137,7 @@ class ShardWriter:
 
     def _write(self, docs: list[Doc]) -> str:
         t0 = time.perf_counter()
-        tok = self.tokenizer
-        arrays = build_arrays(docs, tok.token_dtype, tok.separator_id, tok.vocab_size)
-        path = write_shard(self.out_dir, arrays, docs, tokenizer_identity=tok.identity,
-                           separator_id=tok.separator_id, vocab_size=tok.vocab_size,
-                           tier=self.tier, sync=self.sync)
+        path = write_docs(docs, self.out_dir, self.tokenizer, self.tier, sync=self.sync)
         self.stats.seconds["index"] += time.perf_counter() - t0
         return path.name
 
@@ -176,6 +198,93 @@ def build_from_files(files: Iterable[tuple[sources.SourceFile, str]], out_dir: P
     log.info("built %d %s shard(s): %d files, %d tokens in %.1f s", len(stats.shards), tier,
              stats.files, stats.tokens, stats.seconds["total"])
     return stats
+
+
+def shard_key(tokenizer_identity: str, tier: str, docs: Sequence[Doc]) -> str:
+    """What a shard is made of: format, tier, tokenizer and every document's name and content."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((FORMAT_VERSION, tier, tokenizer_identity, len(docs))).encode("utf-8"))
+    for doc in docs:
+        h.update(doc.path.encode("utf-8", "surrogateescape") + b"\0" + doc.digest)
+    return h.hexdigest()
+
+
+@dataclass
+class ShardResult:
+    """What ``build_shard`` did for one shard (plain values: it travels back from a Ray task)."""
+
+    name: str
+    files: int
+    tokens: int
+    bytes: int
+    reused: bool
+    seconds: dict[str, float]
+    skipped: dict[str, int]
+
+
+def build_shard(files: Sequence[tuple[sources.SourceFile, str]], out_dir: str | os.PathLike,
+                tokenizer: IndexTokenizer, *, tier: str = "corpus", sync: bool = True) -> ShardResult:
+    """One shard of a partitioned build: read ``(file, stored name)`` pairs, then tokenize,
+    index and write them as one shard, unless ``out_dir`` already holds the shard of exactly
+    these inputs (its name is their ``shard_key``), which is then reused as it is.
+
+    This is the unit of work of the in-process partitioned build and of a Ray task alike
+    (``indexer.partition``); it is idempotent, so a retried task finds what its first try wrote.
+    """
+    out_dir = Path(out_dir)
+    stats = BuildStats()
+    t0 = time.perf_counter()
+    docs, todo = read_files([f for f, _ in files], [n for _, n in files], stats)
+    key = shard_key(tokenizer.identity, tier, docs)
+    name = f"{tier}-{key}"
+    tokens = _reusable_tokens(out_dir / name, key, tokenizer.identity)
+    reused = tokens is not None
+    if not reused:
+        _tokenize_unique(docs, todo, tokenizer, stats)
+        t1 = time.perf_counter()
+        atomic.remove_tree(out_dir / name)  # an unusable shard of the same inputs (corrupt, old format)
+        write_docs(docs, out_dir, tokenizer, tier, name=name, sync=sync, extra={"inputs": key})
+        stats.seconds["index"] += time.perf_counter() - t1
+        tokens = sum(int(d.tokens.shape[0]) for d in docs)
+    stats.seconds["total"] = time.perf_counter() - t0
+    return ShardResult(name, len(docs), tokens, stats.bytes, reused, dict(stats.seconds),
+                       dict(stats.walk.skipped))
+
+
+def _reusable_tokens(path: Path, key: str, identity: str) -> int | None:
+    """Tokens (separators excluded) of the intact shard at ``path`` built from inputs ``key``; None
+    when there is none (missing, corrupt, other format or tokenizer)."""
+    if not (path / MANIFEST).exists():
+        return None
+    try:
+        shard = Shard.open(path, tokenizer_identity=identity)
+    except DatastoreError as exc:
+        log.warning("shard %s is unusable (%s): rebuilding it", path, exc)
+        return None
+    if shard.manifest.get("extra", {}).get("inputs") != key:
+        return None
+    return shard.n_tokens - shard.n_docs
+
+
+def _tokenize_unique(docs: list[Doc], todo: list[tuple[int, str]], tokenizer: IndexTokenizer,
+                     stats: BuildStats) -> None:
+    """Tokenize every document of ``todo`` in batches, identical contents once."""
+    first: dict[bytes, int] = {}
+    unique, copies = [], []
+    for i, text in todo:
+        j = first.setdefault(docs[i].digest, i)
+        (unique if j == i else copies).append((i, text))
+    batch: list[tuple[int, str]] = []
+    size = 0
+    for item in unique:
+        batch.append(item)
+        size += len(item[1])
+        if len(batch) >= ENCODE_BATCH_FILES or size >= ENCODE_BATCH_BYTES:
+            tokenize_docs(docs, batch, tokenizer, stats)
+            batch, size = [], 0
+    tokenize_docs(docs, batch, tokenizer, stats)
+    for i, _ in copies:
+        docs[i].tokens = docs[first[docs[i].digest]].tokens
 
 
 def docs_to_shard(docs: Sequence[Doc], tokenizer: IndexTokenizer, name: str) -> Shard:

@@ -20,7 +20,7 @@ import numpy as np
 from indexer import indexdir
 from indexer.build import docs_to_shard
 from indexer.retrieval import (MODES, REST_PAPER_MATCHES, Candidate, Query, Retrieval,
-                               encode_context, rest_paper_candidates, tier_candidates)
+                               encode_context, rest_paper_candidates, sample_offset, tier_candidates)
 from indexer.shard import Doc, Shard
 from indexer.suffix import ShardView
 from indexer.tokens import IndexTokenizer, coerce_tokenizer
@@ -64,8 +64,8 @@ class Datastore:
         self._live_lock = threading.Lock()
         self._watcher = None
         self.compact = None  # a CompactIndex standing in for the corpus shards (see use_compact)
-        c = retrieval_config
-        self._offset = ((c.sample_seed * 2654435761 + 12345) % 2**32) / 2**32
+        self.remotes: list = []  # indexer.remote.RemoteTier: served indexes (see use_remote)
+        self._offset = sample_offset(retrieval_config.sample_seed)
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -114,7 +114,9 @@ class Datastore:
         if mode not in MODES:
             raise DatastoreError(f"unknown retrieval mode {mode!r}; expected one of {', '.join(MODES)}",
                                  mode=mode)
-        q = self._query(context_ids, span, mode, max_candidates)
+        q = self.query(context_ids, span, mode, max_candidates)
+        remotes = self.remotes  # started first: the network overlaps the local search
+        pending = [(r, r.start(context_ids, q)) for r in remotes]
         tiers = self._tiers()
         if mode == "rest_paper":
             candidates, longest = rest_paper_candidates(tiers, q)
@@ -130,9 +132,18 @@ class Datastore:
                 found, length = compact.lookup(context_ids, q.span)
                 candidates.extend(found)
                 longest = max(longest, length)
+        if remotes:
+            deadline = t0 + self.index_config.remote_budget_ms / 1000.0
+            for remote, fut in pending:
+                found = remote.collect(fut, deadline)
+                if found is not None:
+                    candidates.extend(found.candidates)
+                    longest = max(longest, found.suffix_len)
         return Retrieval(list(candidates), longest, time.perf_counter() - t0)
 
-    def _query(self, context_ids, span, mode, max_candidates) -> Query:
+    def query(self, context_ids: Sequence[int], span: int | None = None, mode: str = "longest",
+              max_candidates: int | None = None) -> Query:
+        """The query ``retrieve`` runs for these arguments under this datastore's configuration."""
         c = self.retrieval_config
         tok = self.tokenizer
         context, usable = encode_context(context_ids, c.max_suffix, tok.token_dtype, tok.vocab_size)
@@ -152,6 +163,17 @@ class Datastore:
         self.compact = compact
         self.corpus = []
         self.corpus_views = ()
+
+    def use_remote(self, urls: Sequence[str]) -> None:
+        """Draft from served indexes too (``rest-lsp datastore serve``), one tier per URL, each
+        waited for at most ``IndexConfig.remote_budget_ms`` per step (see ``indexer.remote``)."""
+        from indexer.remote import RemoteTier
+
+        cfg = self.index_config
+        for remote in self.remotes:
+            remote.close()
+        self.remotes = [RemoteTier(url, self.tokenizer.identity, budget_ms=cfg.remote_budget_ms,
+                                   retry_s=cfg.remote_retry_s) for url in urls]
 
     # -- live buffers ----------------------------------------------------------------------
     def set_buffer(self, uri: str, ids: Sequence[int]) -> None:
@@ -197,6 +219,8 @@ class Datastore:
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+        for remote in self.remotes:
+            remote.close()
 
     def __enter__(self) -> "Datastore":
         return self
@@ -230,6 +254,8 @@ class Datastore:
             out["corpus"] = self.compact.stats()
             out["corpus"].update(shards=0, docs=0, tokens=0)
         out["tiers"] = {name: out[name]["tokens"] for name in ("live", "workspace", "corpus")}
+        if self.remotes:
+            out["remote"] = [r.stats() for r in self.remotes]
         if self.workspace is not None:
             out["workspace"]["root"] = self.workspace.root
             out["workspace"]["delta_docs"] = len(self.workspace.delta)

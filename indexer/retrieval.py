@@ -85,6 +85,11 @@ class Query:
     mode: str
 
 
+def sample_offset(seed: int) -> float:
+    """The sampling offset in [0, 1) of a seed (``RetrievalConfig.sample_seed``)."""
+    return ((seed * 2654435761 + 12345) % 2**32) / 2**32
+
+
 def encode_context(context_ids, max_suffix: int, dtype: np.dtype, vocab_size: int) -> tuple[bytes, int]:
     """(big-endian bytes of the last max_suffix ids, how many trailing ids are valid)."""
     tail = [int(t) for t in context_ids[-max_suffix:]] if max_suffix else []
@@ -214,15 +219,21 @@ def _kth_largest(weights: np.ndarray, k: int) -> int:
 
 
 def gather_level(views: list[ShardView], ranges: list[tuple[int, int]], length: int, q: Query,
-                 first_k: bool = False) -> dict[tuple[int, ...], int]:
-    """Counted continuations of one suffix length over a tier's shards: {tokens: count}."""
+                 first_k: bool = False, total: int | None = None,
+                 n_shards: int | None = None) -> dict[tuple[int, ...], int]:
+    """Counted continuations of one suffix length over a tier's shards: {tokens: count}.
+
+    total, n_shards: the matches and shards of the whole tier when ``views`` are only some of
+    its shards (a replica of a served index, ``indexer.fanout``): the samples are shared by them.
+    """
     out: dict[tuple[int, ...], int] = {}
-    total = sum(hi - lo for lo, hi in ranges)
+    total = sum(hi - lo for lo, hi in ranges) if total is None else total
+    n_shards = len(ranges) if n_shards is None else n_shards
     for view, (lo, hi) in zip(views, ranges):
         if hi <= lo:
             continue
         shard_q = q
-        if not first_k and total > q.max_candidates and len(ranges) > 1:
+        if not first_k and total > q.max_candidates and n_shards > 1:
             # one sample per tier: each shard gets its share of max_candidates
             share = max(1, round(q.max_candidates * (hi - lo) / total))
             shard_q = dataclasses.replace(q, max_candidates=share)

@@ -59,6 +59,7 @@ SKIP_REASONS: tuple[str, ...] = (
     "unreadable",
     "vanished",
     "binary",
+    "unencodable-name",  # a name that is not valid UTF-8: it cannot be stored in a manifest
 )
 
 
@@ -262,6 +263,8 @@ def _classify(entry: os.DirEntry, rel: str, specs: _Specs, layers, rules: Rules,
               visited: set) -> SourceFile | Skip | None:
     """A SourceFile, a Skip, or None for a directory to enter."""
     path = entry.path
+    if not _encodable(rel):
+        return Skip(path, "unencodable-name", repr(os.fsencode(entry.name)))
     try:
         st = entry.stat(follow_symlinks=True)
     except FileNotFoundError as exc:  # vanished, or a dangling symlink
@@ -291,6 +294,15 @@ def _classify(entry: os.DirEntry, rel: str, specs: _Specs, layers, rules: Rules,
     # ``decode_text``):
     # reading it twice would cost the build a second pass over every file
     return SourceFile(path, st.st_size, st.st_mtime_ns)
+
+
+def _encodable(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (decoded by Python as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _reason_name(reason: str) -> str:
@@ -328,6 +340,8 @@ def is_indexable(path: str | os.PathLike, root: str | os.PathLike, rules: Rules)
     ignore files along the path.
     """
     path = os.path.abspath(os.fspath(path))
+    if not _encodable(path):
+        return Skip(path, "unencodable-name", repr(os.fsencode(path)))
     skip = pattern_skip(path, root, rules)
     if skip is not None:
         return skip

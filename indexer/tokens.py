@@ -59,6 +59,31 @@ class IndexTokenizer:
         """Text of token ids (special tokens kept visible)."""
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
+    def portable(self) -> dict:
+        """What another process (a Ray worker on another machine) needs to load this tokenizer:
+        the tokenizer.json bytes its identity hashes, and the separator (see ``from_portable``)."""
+        source = Path(self.source) if self.source and self.source != "<object>" else None
+        raw = source.read_bytes() if source is not None and source.is_file() else b""
+        if hashlib.sha256(raw).hexdigest() != self.identity:  # loaded from an object, or changed since
+            raw = self.tokenizer.to_str().encode("utf-8")
+        return {"json": raw, "identity": self.identity, "separator": self.separator, "source": self.source}
+
+
+def from_portable(spec: dict) -> IndexTokenizer:
+    """The tokenizer ``IndexTokenizer.portable`` described; TokenizerMismatchError when its bytes
+    are not the tokenizer whose identity the spec names."""
+    from tokenizers import Tokenizer
+
+    from rest_lsp.errors import TokenizerMismatchError
+
+    raw = spec["json"]
+    identity = hashlib.sha256(raw).hexdigest()
+    if identity != spec["identity"]:
+        raise TokenizerMismatchError(f"tokenizer bytes hash to {identity[:12]}, not {spec['identity'][:12]}",
+                                     found=identity, expected=spec["identity"])
+    tokenizer = Tokenizer.from_str(raw.decode("utf-8"))
+    return _describe(tokenizer, identity, None, spec.get("source") or "<portable>", spec["separator"] or None)
+
 
 def load_tokenizer(path: str | os.PathLike | None = None) -> IndexTokenizer:
     """Load a tokenizer.json, or the one in a model directory; None means the embedded model's."""

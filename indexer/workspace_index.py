@@ -93,24 +93,34 @@ def _walk_roots(roots: Sequence[str], rules: sources.Rules, stats: sources.WalkS
     return files, sum(f.size for f, _ in files)
 
 
+def corpus_files(config: IndexConfig, walk: sources.WalkStats) -> tuple[list[tuple[sources.SourceFile, str]], int, list[str]]:
+    """Every file of the configured corpus roots (stored under its absolute path), their total
+    size, and the roots."""
+    roots, extra = corpus_roots(config)
+    rules = sources.Rules.from_config(config, corpus=True)
+    stdlib_rules = sources.Rules.from_config(config, corpus=True, extra_ignore=extra)
+    files, total = _walk_roots(roots, rules, walk, lambda path, root: path, stdlib_rules)
+    walk.files = len(files)
+    return files, total, roots
+
+
+def corpus_pointer(tokenizer: IndexTokenizer, roots: Sequence[str], shards: Sequence[str], **extra) -> dict:
+    """The body of a corpus index's ``CURRENT`` pointer."""
+    return {"kind": "corpus", "tokenizer": tokenizer.identity, "separator": tokenizer.separator,
+            "separator_id": tokenizer.separator_id, "roots": list(roots), "shards": list(shards), **extra}
+
+
 def build_corpus(config: IndexConfig, tokenizer: IndexTokenizer, out_dir: Path | None = None,
                  progress: Progress | None = None, sync: bool = True) -> build.BuildStats:
     """Build (replace) the corpus index for the configured roots; returns what it did."""
     out_dir = out_dir or corpus_dir(config, tokenizer)
-    roots, extra = corpus_roots(config)
-    rules = sources.Rules.from_config(config, corpus=True)
-    stdlib_rules = sources.Rules.from_config(config, corpus=True, extra_ignore=extra)
     stats = build.BuildStats()
     with indexdir.build_lock(out_dir):
-        files, total = _walk_roots(roots, rules, stats.walk, lambda path, root: path, stdlib_rules)
-        stats.walk.files = len(files)
+        files, total, roots = corpus_files(config, stats.walk)
         build.build_from_files(files, out_dir, tokenizer, tier="corpus",
                                shard_tokens=config.corpus_shard_tokens, stats=stats,
                                progress=progress, total_bytes=total, sync=sync, threads=2)
-        indexdir.write_current(out_dir, {"kind": "corpus", "tokenizer": tokenizer.identity,
-                                         "separator": tokenizer.separator,
-                                         "separator_id": tokenizer.separator_id,
-                                         "roots": roots, "shards": stats.shards}, sync=sync)
+        indexdir.write_current(out_dir, corpus_pointer(tokenizer, roots, stats.shards), sync=sync)
         indexdir.collect_garbage(out_dir, set(stats.shards))
     return stats
 
@@ -184,6 +194,8 @@ def open_or_build(workspace: str | os.PathLike | None, config=None, tokenizer=No
     store = _open_or_build(workspace, index_cfg, retrieval_cfg, tok, progress, use_corpus, watch)
     if compact is not None:
         store.use_compact(compact)
+    if index_cfg.remote_datastores:
+        store.use_remote(index_cfg.remote_datastores)
     return store
 
 

@@ -121,6 +121,14 @@ class IndexConfig:
     #: are always full
     corpus_tier: str = "full"
     corpus_compact_dir: str = ""
+    #: served corpus indexes (``rest-lsp datastore serve``) drafted from as one more tier each,
+    #: "http://host:port"
+    remote_datastores: list[str] = field(default_factory=list)
+    #: the most a decoding step waits for the remote tiers, counted from the step's start (their
+    #: request overlaps the local search); past it the step drafts from the local tiers
+    remote_budget_ms: float = 5.0
+    #: a remote tier that failed (down, or late 3 steps in a row) is left out this long, then retried
+    remote_retry_s: float = 10.0
 
 
 @dataclass
@@ -142,6 +150,13 @@ class RetrievalConfig:
     max_nodes: int = 128
     #: seed of the sample taken when a suffix has more than max_candidates matches
     sample_seed: int = 0
+    #: tokens of the model's own recent outputs kept as the "history" draft source (0: off)
+    history_tokens: int = 50_000
+    #: dense drafts (DReSD) from the workspace's dense index when one was built
+    #: (`rest-lsp index dense`): "auto" uses it when present, "off" never
+    dense: str = "auto"
+    #: nearest neighbours asked of the dense index per step
+    dense_neighbours: int = 50
 
 
 @dataclass
@@ -161,6 +176,9 @@ class DecodingConfig:
     #: "rest" (speculative, drafts verified in one pass) or "greedy" (one token per forward,
     #: the baseline the speed-ups are measured against; same output)
     mode: str = "rest"
+    #: per-source draft weights: "learned" online from which drafts were accepted (starting
+    #: from the defaults), or "fixed" at the defaults
+    source_weights: str = "learned"
 
 
 @dataclass
@@ -247,6 +265,8 @@ class Config:
             (self.index, "corpus_shard_tokens", 1),
             (self.index, "compact_tokens", 1),
             (r, "max_nodes", 0),
+            (r, "history_tokens", 0),
+            (r, "dense_neighbours", 1),
             (self.server, "debounce_ms", 0),
             (self.server, "max_prompt_tokens", 16),
             (self.model, "threads", 0),
@@ -265,6 +285,12 @@ class Config:
         if d.mode not in ("rest", "greedy"):
             problems.append(f"decoding.mode={d.mode!r} must be rest or greedy")
             d.mode = DecodingConfig.mode
+        if d.source_weights not in ("learned", "fixed"):
+            problems.append(f"decoding.source_weights={d.source_weights!r} must be learned or fixed")
+            d.source_weights = DecodingConfig.source_weights
+        if r.dense not in ("auto", "off"):
+            problems.append(f"retrieval.dense={r.dense!r} must be auto or off")
+            r.dense = RetrievalConfig.dense
         if self.model.dtype not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(f"model.dtype={self.model.dtype!r} must be auto, float32, bfloat16 or float16")
             self.model.dtype = ModelConfig.dtype
@@ -275,6 +301,7 @@ class Config:
             problems.append("index.corpus_tier=compact needs index.corpus_compact_dir (build one with "
                             "`rest-lsp index compact`); using the full corpus")
             self.index.corpus_tier = "full"
+        problems.extend(self._check_remote())
         if self.model.forward not in ("auto", "packed", "transformers"):
             problems.append(f"model.forward={self.model.forward!r} must be auto, packed or transformers")
             self.model.forward = ModelConfig.forward
@@ -282,6 +309,33 @@ class Config:
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             problems.append(f"model.device={dev!r} must be auto, cpu, cuda or cuda:N")
             self.model.device = ModelConfig.device
+        return problems
+
+    def _check_remote(self) -> list[str]:
+        """The remote datastore options: http(s) URLs with a host, a positive budget."""
+        import urllib.parse
+
+        problems: list[str] = []
+        ix = self.index
+        good = []
+        for url in ix.remote_datastores:
+            parts = urllib.parse.urlsplit(url)
+            try:
+                parts.port  # noqa: B018 (raises on a bad port)
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                ok = False
+            if ok:
+                good.append(url)
+            else:
+                problems.append(f"index.remote_datastores: {url!r} is not an http(s)://host[:port] URL; left out")
+        ix.remote_datastores = good
+        if not ix.remote_budget_ms > 0:
+            problems.append(f"index.remote_budget_ms={ix.remote_budget_ms} must be > 0")
+            ix.remote_budget_ms = IndexConfig.remote_budget_ms
+        if not ix.remote_retry_s >= 0:
+            problems.append(f"index.remote_retry_s={ix.remote_retry_s} must be >= 0")
+            ix.remote_retry_s = IndexConfig.remote_retry_s
         return problems
 
 

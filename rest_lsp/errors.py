@@ -48,6 +48,18 @@ class TokenizerMismatchError(DatastoreError):
     """An index built with another tokenizer than the one in use."""
 
 
+class ModelMismatchError(DatastoreError):
+    """A dense index built from another model's hidden states than the one in use."""
+
+
+class RemoteDatastoreError(DatastoreError):
+    """A remote (served) datastore that cannot be reached, or that answered with an error."""
+
+
+class ClusterError(RestLspError):
+    """A Ray cluster that cannot be used: the ``cluster`` extra missing, no cluster at the address."""
+
+
 class SourceError(RestLspError):
     """A source file or root that cannot be read or walked."""
 

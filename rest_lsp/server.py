@@ -1,8 +1,9 @@
 """The language server: pygls handlers that convert LSP messages and delegate to the service.
 
-Handlers only convert and delegate (see ``rest_lsp.completion.service``).  Three things live
-here because they are about the protocol: the choice between inline and classic completion at
-``initialize``, debounce and supersession of completion requests (one completion runs at a time;
+Handlers only convert and delegate (see ``rest_lsp.completion.service``).  The bytes on the
+wire are read by ``rest_lsp.framing`` (framing, JSON-RPC envelope and lifecycle checks), not by
+pygls's reader.  Three things live here because they are about the protocol: the choice between
+inline and classic completion at ``initialize``, debounce and supersession of completion requests (one completion runs at a time;
 a newer request stops the one in flight within one decoding step), and the conversion of errors
 to LSP results (a failed completion is an empty result plus a log line).
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,7 +26,8 @@ from pygls.uris import to_fs_path
 from rest_lsp import __version__
 from rest_lsp.completion.scheduler import Scheduler
 from rest_lsp.config import Config, deep_merge, settings_of
-from rest_lsp.errors import Cancelled, RestLspError
+from rest_lsp.errors import Cancelled, ModelError, RestLspError
+from rest_lsp.framing import Edge, Gate, serve
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +58,70 @@ class RestLanguageServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.use_inline = True
         self.enabled = True
+        self.edge = Edge(self.protocol, Gate(lambda: self.service is not None, lambda: self.protocol._shutdown))
+        self._started = False  # the ``initialized`` notification was handled
+        self.exit_code = 0  # the process's exit status once the transport ends
+        self.shown_error: str | None = None  # the model error last shown (shown once, not per keystroke)
+
+    # ----- transports: our framing (``rest_lsp.framing``) instead of pygls's reader ---------
+    def _start_io_async(self, stdin=None, stdout=None) -> None:
+        """Serve LSP over stdin/stdout until the client closes stdin or sends ``exit``."""
+        from pygls.io_ import StdoutWriter
+
+        self._stop_event = threading.Event()
+        stdin = stdin or sys.stdin.buffer
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-lsp-stdin")
+        read = getattr(stdin, "read1", stdin.read)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            await serve(self._stop_event, lambda: loop.run_in_executor(reader, read, 65536), self.edge)
+
+        try:
+            asyncio.run(main())
+        except BrokenPipeError:
+            log.error("the client closed the connection; shutting down")
+        except SystemExit as exc:  # ``exit``: 0 after ``shutdown``, 1 without (LSP)
+            self.exit_code = exc.code if isinstance(exc.code, int) else 1
+        except KeyboardInterrupt:
+            pass
+        finally:
+            reader.shutdown(wait=False)
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """Serve one LSP client at a time on ``host:port`` (checked loopback by ``serve``)."""
+        self._stop_event = stop = threading.Event()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.protocol.set_writer(writer)  # type: ignore[arg-type]
+            await serve(stop, lambda: reader.read(65536), self.edge)
+            self.shutdown()
+
+        async def main() -> None:
+            self._server = await asyncio.start_server(connection, host, port)
+            async with self._server:
+                await self._server.serve_forever()
+
+        try:
+            asyncio.run(main())
+        except asyncio.CancelledError:
+            pass
 
     # ----- configuration -------------------------------------------------------------------
     def effective_config(self) -> tuple[Config, list[str]]:
         """Defaults < config file < client options, validated."""
         return Config.from_dict(deep_merge(self.file_config, self.client_options))
 
-    def apply_config(self) -> None:
-        """Recompute the config, report its problems and hand it to the service."""
+    def apply_config(self) -> bool:
+        """Recompute the config, report its problems and hand it to the service.
+
+        True when the service must load the model again."""
         self.config, problems = self.effective_config()
         for problem in problems:
             self.show(f"rest-lsp: {problem}", lsp.MessageType.Warning)
-        if self.service is not None:
-            self.service.apply_config(self.config)
+        return self.service.apply_config(self.config) if self.service is not None else False
 
     # ----- messages to the client ----------------------------------------------------------
     def show(self, message: str, kind: lsp.MessageType = lsp.MessageType.Info) -> None:
@@ -123,6 +178,10 @@ def create_server(config_file_data: dict[str, Any] | None = None) -> RestLanguag
 
     @server.feature(lsp.INITIALIZED)
     async def initialized(ls: RestLanguageServer, params: lsp.InitializedParams) -> None:
+        if ls._started:  # sent once per session; a repeat must not reload the model
+            log.warning("ignored a repeated initialized notification")
+            return
+        ls._started = True
         ls.loop = asyncio.get_running_loop()
         for problem in getattr(ls, "pending_problems", []):
             ls.show(f"rest-lsp: {problem}", lsp.MessageType.Warning)
@@ -135,8 +194,10 @@ def create_server(config_file_data: dict[str, Any] | None = None) -> RestLanguag
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: RestLanguageServer, params: lsp.DidChangeConfigurationParams) -> None:
+        # synchronous: a request sent after the change must see it
         ls.client_options = deep_merge(ls.client_options, settings_of(params.settings))
-        ls.apply_config()
+        if ls.apply_config() and ls._started:  # a new (or fixed) model: load it in the background
+            asyncio.ensure_future(start_indexing(ls, "rest-lsp: loading model", reload=True))
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: RestLanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
@@ -304,6 +365,7 @@ async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Positio
         )
         ls.shared = {key: future}  # only the newest is worth sharing
         outcome = await future
+        ls.shown_error = None
         ls.log_line(
             f"[req {ticket.request_id}] {len(outcome.items)} item(s) in "
             f"{(time.perf_counter() - started) * 1000:.0f} ms; {outcome.summary()}"
@@ -316,6 +378,12 @@ async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Positio
     except Cancelled:
         ls.log_line(f"[req {ticket.request_id}] superseded")
         return None
+    except ModelError as exc:  # out of memory, a broken model: the user must hear of it, once
+        ls.log_line(f"[req {ticket.request_id}] failed: {exc}", lsp.MessageType.Error)
+        if str(exc) != ls.shown_error:
+            ls.shown_error = str(exc)
+            ls.show(f"rest-lsp: {exc}", lsp.MessageType.Error)
+        return None
     except RestLspError as exc:
         ls.log_line(f"[req {ticket.request_id}] failed: {exc}", lsp.MessageType.Warning)
         return None
@@ -327,7 +395,7 @@ async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Positio
         ls.schedulers[kind].release(ticket)
 
 
-async def start_indexing(ls: RestLanguageServer, title: str, rebuild: bool = False) -> None:
+async def start_indexing(ls: RestLanguageServer, title: str, rebuild: bool = False, reload: bool = False) -> None:
     """Load the model and build/open the index in the background, reported with ``$/progress``."""
     if ls.service is None:
         return
@@ -348,7 +416,7 @@ async def start_indexing(ls: RestLanguageServer, title: str, rebuild: bool = Fal
 
     def work() -> None:
         try:
-            ls.service.start(progress=report, rebuild=rebuild)
+            ls.service.start(progress=report, rebuild=rebuild, reload=reload)
             message = ls.service.ready_message()
         except Exception as exc:
             log.exception("indexing failed")

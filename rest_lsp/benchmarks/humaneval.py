@@ -22,13 +22,14 @@ measures it.
 from __future__ import annotations
 
 import statistics
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 #: methods in report order
 METHODS = ("greedy", "hf_greedy", "hf_prompt_lookup", "rest_paper", "default", "no_datastore", "fixed64",
-           "transformers_forward")
+           "transformers_forward", "fixed_weights")
 
 LABELS = {
     "greedy": "greedy (our loop)",
@@ -39,6 +40,7 @@ LABELS = {
     "no_datastore": "default without the datastore",
     "fixed64": "default with a fixed 64-node budget",
     "transformers_forward": "default on the transformers forward",
+    "fixed_weights": "default with fixed (not learned) source weights",
 }
 
 
@@ -250,6 +252,9 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
         elif name == "fixed64":
             methods[name] = engine_method(Engine.from_loaded(loaded, config.decoding, default_drafter()), budget=64,
                                           max_new_tokens=n)
+        elif name == "fixed_weights":
+            fixed = dataclasses.replace(config.decoding, source_weights="fixed")
+            methods[name] = engine_method(Engine.from_loaded(loaded, fixed, default_drafter()), max_new_tokens=n)
         elif name == "transformers_forward":
             hf = Engine(loaded.model, config.decoding, default_drafter(), eos_ids=eos)
             methods[name] = engine_method(hf, max_new_tokens=n)

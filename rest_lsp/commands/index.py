@@ -19,6 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-corpus", action="store_true", help="index the workspace only")
     b.add_argument("--rebuild", action="store_true", help="rebuild even when the index is current")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
+    b.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="build the corpus alone into --index-dir, one Ray task per shard: 'local' (a Ray "
+                        "instance here) or what ray.init takes ('auto', 'ray://host:10001'); needs the cluster extra")
+    b.add_argument("--sharded", action="store_true",
+                   help="build the corpus alone into --index-dir as --ray does, but in this process")
+    b.add_argument("--shard-tokens", type=int, default=None, metavar="N",
+                   help="target tokens per shard of a --ray/--sharded build (default 16M)")
+    b.add_argument("--ray-cpus", type=int, default=None, metavar="N", help="CPUs of a --ray local instance (default: all)")
+    b.add_argument("--retries", type=int, default=None, metavar="N", help="Ray retries of a failed shard task (default 3)")
     b.set_defaults(func=run_build)
 
     s = isub.add_parser("stats", help="counts and sizes of an index")
@@ -37,7 +46,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--span", type=int, default=None)
     q.add_argument("--limit", type=int, default=20, help="candidates shown")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--dense", action="store_true",
+                   help="also the dense neighbours (the model's hidden state at TEXT's end; loads the model)")
+    q.add_argument("--remote", metavar="URL", default=None,
+                   help="ask a served index (`rest-lsp datastore serve`) instead of a local one")
     q.set_defaults(func=run_query)
+
+    d = isub.add_parser("dense", help="build a workspace's dense index (DReSD: the model's hidden states)")
+    _where(d)
+    d.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=run_dense)
 
     from indexer import bench as bench_module  # standard library imports only
 
@@ -91,11 +110,11 @@ def _config(args):
     return config
 
 
-def _progress_bar():
+def _progress_bar(unit: str = "B"):
     """A progress callback drawing a tqdm bar on stderr; returns (callback, close)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="B", unit_scale=True, file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=0, unit=unit, unit_scale=unit == "B", file=sys.stderr, leave=False, dynamic_ncols=True)
 
     def progress(done: int, total: int, message: str) -> None:
         if total and bar.total != total:
@@ -133,6 +152,8 @@ def run_build(args) -> int:
     from indexer import workspace_index
     from indexer.tokens import load_tokenizer
 
+    if args.ray or args.sharded:
+        return run_sharded_build(args)
     config = _config(args)
     tok = load_tokenizer(args.tokenizer)
     progress, close = _progress_bar()
@@ -158,9 +179,49 @@ def run_build(args) -> int:
     return 0
 
 
+def run_sharded_build(args) -> int:
+    """``index build --ray ADDRESS`` / ``--sharded``: the corpus alone, partitioned, into --index-dir."""
+    from indexer import partition
+    from indexer.tokens import load_tokenizer
+    from rest_lsp.errors import ConfigError
+
+    if not args.index_dir:
+        raise ConfigError("--ray and --sharded build into --index-dir OUT (a path every worker sees)")
+    if args.workspace or args.no_corpus:
+        raise ConfigError("--ray and --sharded build a corpus index only: drop --workspace / --no-corpus")
+    config = _config(args)
+    config.index.index_dir = ""
+    tok = load_tokenizer(args.tokenizer)
+    shard_tokens = args.shard_tokens or partition.DEFAULT_SHARD_TOKENS
+    progress, close = _progress_bar(unit="shard")
+    try:
+        if args.ray:
+            from indexer import cluster
+
+            kwargs = {} if args.retries is None else {"retries": args.retries}
+            report = cluster.build_on_ray(config.index, tok, args.index_dir, args.ray, shard_tokens=shard_tokens,
+                                          num_cpus=args.ray_cpus, progress=progress, **kwargs)
+        else:
+            report = partition.build_corpus_sharded(config.index, tok, args.index_dir, shard_tokens=shard_tokens,
+                                                    progress=progress)
+    finally:
+        close()
+    out = report.as_dict()
+    if args.json:
+        print(json.dumps({"index_dir": args.index_dir, **out}, indent=2))
+    else:
+        print(f"corpus index {args.index_dir}: {len(report.shards)} shard(s) ({report.reused_shards} reused), "
+              f"{report.files:,} files, {report.tokens:,} tokens in {report.seconds:.1f} s "
+              f"({out['mtok_per_s']:.2f} M tokens/s) with {report.executor}")
+    return 0
+
+
 def run_stats(args) -> int:
     store, _ = _open(args)
     stats = store.stats()
+    dense = _dense_stats(args)
+    if dense is not None:
+        stats["dense"] = dense
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -181,8 +242,31 @@ def _print_stats(stats: dict) -> None:
         per = f", {s['bytes'] / s['tokens']:.2f} bytes/token" if s["tokens"] else ""
         print(f"{tier:>9}: {s['shards']} shard(s), {s['docs']:,} docs, {s['tokens']:,} tokens, "
               f"{s['bytes'] / 1e6:.1f} MB{per}")
+    d = stats.get("dense")
+    if d and "error" in d:
+        print(f"{'dense':>9}: {d['error']}")
+    elif d:
+        print(f"{'dense':>9}: {d['entries']:,} entries from {d['documents']:,} files, {d['bytes_per_entry']} bytes/entry"
+              + (f", embedded at {d['embed_tokens_per_s']:,.0f} tokens/s" if "embed_tokens_per_s" in d else ""))
     if "seconds" in stats:
         print(f"took {stats['seconds']:.2f} s")
+
+
+def _dense_stats(args) -> dict | None:
+    """The workspace's dense index figures, when it has one (no model needed)."""
+    import os
+
+    from indexer.dense import DenseIndex
+    from rest_lsp.dense import dense_path
+    from rest_lsp.errors import DatastoreError
+
+    path = dense_path(os.path.abspath(args.workspace or "."), _config(args).index)
+    if not path.exists():
+        return None
+    try:
+        return {"path": str(path), **DenseIndex.open(path).stats()}
+    except DatastoreError as exc:
+        return {"path": str(path), "error": str(exc)}
 
 
 def run_verify(args) -> int:
@@ -195,15 +279,26 @@ def run_verify(args) -> int:
 
 
 def run_query(args) -> int:
-    store, tok = _open(args)
+    if args.remote:
+        store, tok = _remote_store(args)
+    else:
+        store, tok = _open(args)
     text = args.text.encode("utf-8").decode("unicode_escape") if "\\" in args.text else args.text
     ids = tok.encode(text)
-    r = store.retrieve(ids, span=args.span, mode=args.mode)
+    if args.remote:
+        from indexer.remote import Request, RemoteTier
+
+        tier = RemoteTier(args.remote, tok.identity, budget_ms=store.index_config.remote_budget_ms, retry_s=0)
+        r = tier.fetch(Request.of_query(tok.identity, ids, store.query(ids, span=args.span, mode=args.mode)))
+    else:
+        r = store.retrieve(ids, span=args.span, mode=args.mode)
     w = store.retrieval_config.max_suffix
     matched = ids[len(ids) - r.suffix_len:] if r.suffix_len else []
     shown = r.candidates[: args.limit]
+    dense = _dense_neighbours(args, text) if args.dense else None
     if args.json:
         print(json.dumps({
+            **({"dense": dense} if dense is not None else {}),
             "context_ids": ids, "suffix_len": r.suffix_len, "matched_text": tok.decode(matched),
             "seconds": r.seconds, "total_candidates": len(r.candidates),
             "candidates": [{"tokens": list(c.tokens), "text": tok.decode(c.tokens), "count": c.count,
@@ -215,7 +310,69 @@ def run_query(args) -> int:
     print(f"latency: {r.seconds * 1000:.3f} ms; {len(r.candidates)} candidate(s)")
     for c in shown:
         print(f"  {c.count:>6}  {c.source:<9} L={c.suffix_len:<2} {tok.decode(c.tokens)!r}  {list(c.tokens)}")
+    if dense is not None:
+        print(f"dense neighbours: {len(dense)}")
+        for n in dense[: args.limit]:
+            print(f"  {n['score']:.3f}  {n['path']}  {n['text']!r}")
     return 0
+
+
+def _loaded_model(args):
+    from rest_lsp.engine.model import load_model
+
+    config = _config(args)
+    if getattr(args, "model", ""):
+        config.model.name = args.model
+    return config, load_model(config.model)
+
+
+def _dense_neighbours(args, text: str) -> list[dict]:
+    """The workspace dense index's neighbours of the model's hidden state at the end of ``text``."""
+    import os
+
+    from rest_lsp.dense import hidden_states_of, open_workspace_dense
+    from rest_lsp.errors import DatastoreError
+
+    config, loaded = _loaded_model(args)
+    index, line = open_workspace_dense(os.path.abspath(args.workspace or "."), config, loaded)
+    if index is None:
+        raise DatastoreError(line)
+    states = hidden_states_of(loaded.runner or loaded.model, loaded.tokenizer.encode(text, add_special_tokens=False))
+    return [{"score": round(n.score, 4), "path": n.path, "tokens": list(n.tokens),
+             "text": loaded.tokenizer.decode(list(n.tokens))}
+            for n in index.neighbours(states[-1], config.retrieval.dense_neighbours)]
+
+
+def run_dense(args) -> int:
+    """Build the workspace's dense index with the configured (or named) model."""
+    import os
+
+    from rest_lsp.dense import build_workspace_dense, dense_path
+
+    config, loaded = _loaded_model(args)
+    workspace = os.path.abspath(args.workspace or ".")
+    progress, close = _progress_bar(unit="tok")
+    try:
+        index = build_workspace_dense(workspace, config, loaded, progress)
+    finally:
+        close()
+    stats = {"path": str(dense_path(workspace, config.index)), **index.stats()}
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(f"dense index {stats['path']}: {stats['entries']} entries from {stats['documents']} files, "
+              f"{stats['bytes_per_entry']} bytes/entry, embedded at {stats['embed_tokens_per_s']} tokens/s")
+    return 0
+
+
+def _remote_store(args):
+    """A datastore with no tiers: the configuration and tokenizer a remote query is made with."""
+    from indexer.datastore import Datastore
+    from indexer.tokens import load_tokenizer
+
+    config = _config(args)
+    tok = load_tokenizer(args.tokenizer)
+    return Datastore(tok, config.index, config.retrieval), tok
 
 
 def _size(text: str) -> int:

@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
         host, port = parse_tcp(args.tcp, args.allow_remote)
         print(f"rest-lsp: listening on {host}:{port}", file=sys.stderr)
         server.start_tcp(host, port)
-        return 0
+        return server.exit_code
     if sys.stdin.isatty():
         from rest_lsp.commands.quickstart import welcome
 
         welcome(data)
     server.start_io()
-    return 0
+    return server.exit_code

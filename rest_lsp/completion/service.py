@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from rest_lsp.completion.prompt import FimTokens, Prompt, build_prompt, fim_tokens_of, heal, split_at, visible
 from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
 from rest_lsp.config import Config
-from rest_lsp.errors import Cancelled, DecodingError
+from rest_lsp.errors import Cancelled, DecodingError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class Figures:
     cancelled: int = 0
     failed: int = 0
     items_accepted: int = 0
+    #: accepted draft tokens each source proposed, over all requests
+    accepted_by_source: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -99,6 +101,7 @@ class CompletionService:
         self.loaded = None  # rest_lsp.engine.model.LoadedModel
         self.engine = None  # rest_lsp.engine.engine.Engine
         self.store = None  # indexer.datastore.Datastore
+        self.drafting = None  # rest_lsp.completion.drafting.WorkspaceDrafting
         self.fim: FimTokens | None = None
         self.figures = Figures()
         self.state = "starting"
@@ -111,16 +114,25 @@ class CompletionService:
         self._start_lock = threading.Lock()
 
     # ----- start-up -----------------------------------------------------------------------
-    def start(self, progress: Progress | None = None, rebuild: bool = False) -> None:
-        """Load the model (once) and open or build the index, reporting progress."""
+    def start(self, progress: Progress | None = None, rebuild: bool = False, reload: bool = False) -> None:
+        """Load the model (once, or again with ``reload``) and open or build the index.
+
+        A failure leaves the service in state "failed" (completions answer empty) until a later
+        ``start`` succeeds: the daemon stays up and recovers once the config is fixed.  A reload
+        that fails keeps the model that was serving, if one was.
+        """
         with self._start_lock:
             progress = progress or (lambda done, total, message: None)
-            if self.loaded is None:
-                self.state = "loading model"
-                progress(0, 0, "loading model")
-                self._load_model()
-            self.state = "indexing"
-            self._open_index(progress)
+            try:
+                if self.loaded is None or reload:
+                    self.state = "loading model"
+                    progress(0, 0, "loading model")
+                    self._load_model()
+                self.state = "indexing"
+                self._open_index(progress)
+            except BaseException:
+                self.state = "ready" if self._ready.is_set() else "failed"
+                raise
             self.state = "ready"
             self.last_refresh = time.time()
             self._ready.set()
@@ -134,34 +146,33 @@ class CompletionService:
         from rest_lsp.engine.engine import Engine
         from rest_lsp.engine.model import load_model
 
-        self.loaded = load_model(self.config.model)
-        self.engine = Engine.from_loaded(self.loaded, self.config.decoding)
-        self.engine.warm_up()  # c(k) measured (or read from its cache) now, not in the first request
+        loaded = load_model(self.config.model)
+        check_tokenizer_fits(loaded)
+        engine = Engine.from_loaded(loaded, self.config.decoding)
+        engine.warm_up()  # c(k) measured (or read from its cache) now, not in the first request
         mode = self.config.server.fim
-        vocab = self.loaded.tokenizer.get_vocab()
+        vocab = loaded.tokenizer.get_vocab()
         self.fim = fim_tokens_of(vocab) if mode in ("auto", "on") else None
+        self.loaded, self.engine = loaded, engine  # swapped only once the new model works
         if mode == "on" and self.fim is None:
             self._log("rest-lsp: server.fim is on but the model has no FIM tokens; using prefix prompts")
 
     def _open_index(self, progress: Progress) -> None:
         """Open (building what is missing) the datastore of the first workspace folder."""
-        from indexer.workspace_index import open_or_build
-        from rest_lsp.drafters import DatastoreDrafter
-        from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
+        from rest_lsp.completion.drafting import WorkspaceDrafting
 
+        if self.drafting is not None:
+            self.drafting.close()
         if self.store is not None:
             self.store.close()
         folder = self.folders[0] if self.folders else None
         if len(self.folders) > 1:
             self._log(f"rest-lsp: indexing the first workspace folder only ({folder})")
-        self.store = open_or_build(folder, self.config, self._tokenizer_ref(), progress=progress, watch=folder is not None)
-        r = self.config.retrieval
-        # the same drafters as rest-lsp's default configuration in `rest-lsp bench engine`
-        self.engine.drafter = MergedDrafter([
-            ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix),
-            RecyclingDrafter(int(self.loaded.model.config.vocab_size)),
-            DatastoreDrafter(self.store, span=r.span),
-        ])
+        self.store = open_verified(folder, self.config, self._tokenizer_ref(), progress, self._log)
+        # rest-lsp's default drafters (as `rest-lsp bench engine`), the history source and,
+        # when the workspace has a dense index, dense drafts: one merged tree
+        self.drafting = WorkspaceDrafting(folder, self.config, self.loaded, self.store, self.engine.lock, self._log)
+        self.engine.drafter = self.drafting.drafter
 
     def _tokenizer_ref(self) -> Any:
         """What the indexer should tokenize with: the model's tokenizer files, or the tokenizer."""
@@ -187,25 +198,53 @@ class CompletionService:
         )
         return f"rest-lsp ready: model {self.loaded.source} on {self.loaded.device}; index: {tiers or 'none'}"
 
-    def apply_config(self, config: Config) -> None:
-        """Take a new configuration; decoding settings apply at once, model/index at restart."""
+    def apply_config(self, config: Config) -> bool:
+        """Take a new configuration; decoding settings apply at once, index settings at the next
+        reindex.  True when the model must be (re)loaded: its settings changed, or it failed."""
         old = self.config
         self.config = config
         if self.engine is not None:
             self.engine.decoding = config.decoding  # the engine resets its budget policy
-        if config.model != old.model:
-            self._log("rest-lsp: model settings changed; they apply when the server restarts")
+        reload = config.model != old.model or self.state == "failed"
+        if reload:
+            self._log("rest-lsp: model settings changed; reloading the model")
         if config.index != old.index or config.retrieval != old.retrieval:
             self._log("rest-lsp: index settings changed; they apply at the next reindex")
+        return reload
 
     def close(self) -> None:
-        """Stop the watcher."""
+        """Stop the watcher (and save the history source)."""
+        if self.drafting is not None:
+            self.drafting.close()
         if self.store is not None:
             self.store.close()
 
     # ----- buffers and files --------------------------------------------------------------
+    def buffer_refused(self, uri: str) -> str | None:
+        """Why a buffer must stay out of the live tier (None: it may enter).
+
+        The workspace's rules apply to open buffers too: a secret (``index.secret_globs``), a
+        git-ignored or excluded file, or a file outside every workspace folder never enters any
+        tier.  Buffers that are not files (``untitled:``) are what the user is typing: they enter.
+        """
+        from indexer import sources
+
+        path = path_of_uri(uri)
+        if path is None:
+            return None
+        rules = sources.Rules.from_config(self.config.index)
+        roots = [f for f in self.folders if path == f or path.startswith(f.rstrip(os.sep) + os.sep)]
+        if self.folders and not roots:
+            return "outside the workspace folders"
+        skip = sources.pattern_skip(path, roots[0] if roots else os.path.dirname(path), rules)
+        return skip.reason if skip is not None else None
+
     def update_buffer(self, uri: str, text: str) -> None:
         """An editor buffer changed: it feeds the live tier (once the index is open)."""
+        reason = self.buffer_refused(uri)
+        if reason is not None:
+            log.info("buffer %s stays out of the live tier: %s", uri, reason)
+            return
         with self._buffers_lock:
             self._buffers[uri] = text
         if self.ready():
@@ -228,6 +267,8 @@ class CompletionService:
         if self.store is not None and self.ready():
             self.store.notify_changed(paths)
             self.last_refresh = time.time()
+            if self.drafting is not None:
+                self.drafting.changed(paths)
 
     def change_folders(self, added: Sequence[str], removed: Sequence[str]) -> None:
         """Workspace folders were added or removed: reopen the index when the first one changed."""
@@ -277,13 +318,24 @@ class CompletionService:
             text_now = shown(ids)
             return text_now is None or cut(text_now, cursor)[1]
 
-        generation = self.engine.complete(
-            prompt.ids,
-            self.config.decoding.max_new_tokens,
-            mode=self.config.decoding.mode,
-            stop=stop,
-            should_stop=should_stop,
-        )
+        try:
+            generation = self.engine.complete(
+                prompt.ids,
+                self.config.decoding.max_new_tokens,
+                mode=self.config.decoding.mode,
+                stop=stop,
+                should_stop=should_stop,
+            )
+        except Exception as exc:
+            self.figures.failed += 1
+            if is_out_of_memory(exc):
+                release_memory()
+                device = self.loaded.device
+                raise ModelError(
+                    f"out of memory on {device} while completing: lower decoding.max_new_tokens or "
+                    f"decoding.draft_budget, or set model.device = \"cpu\" ({exc})", device=str(device)
+                ) from exc
+            raise
         stats = generation.stats
         if stats.stop_reason == "cancelled":
             self.figures.cancelled += 1
@@ -293,6 +345,8 @@ class CompletionService:
         items = candidates_of(full, invoked, self.config.server.max_items)
         latency = time.perf_counter() - started
         self._record(stats, latency)
+        if self.drafting is not None:
+            self.drafting.completed(request_id, generation.tokens)
         outcome = Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
         self.last = {"request_id": request_id, "latency_ms": round(latency * 1000, 2),
                      "prompt_tokens": len(prompt.ids), "fim": prompt.fim, "healed": removed, **outcome.stats}
@@ -306,10 +360,14 @@ class CompletionService:
             f.tokens_per_step.append(stats.tokens_per_step)
         f.drafted += stats.drafted_tokens
         f.accepted_drafts += stats.accepted_drafts
+        for source, k in stats.accepted_by_source.items():
+            f.accepted_by_source[source] = f.accepted_by_source.get(source, 0) + k
 
     def record_accepted(self, args: Any) -> None:
         """The user accepted an item (reported by the item's command)."""
         self.figures.items_accepted += 1
+        if self.drafting is not None:
+            self.drafting.accepted(args)
 
     # ----- inspection ---------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -323,9 +381,13 @@ class CompletionService:
             out["index"] = self.store.stats()
         out["last_refresh"] = self.last_refresh
         out["last_completion"] = self.last
-        out["requests"] = self.figures.to_dict()
         if self.engine is not None:
             out["draft_budget"] = self.config.decoding.draft_budget or "adaptive"
+            out["source_weights"] = {k: round(v, 3) for k, v in self.engine.source_weights.weights.items()}
+        if self.drafting is not None:
+            out.update(self.drafting.stats())
+        out["accepted_by_source"] = dict(self.figures.accepted_by_source)  # draft tokens, all requests
+        out["requests"] = self.figures.to_dict()  # last: what an output panel shows first is its end
         return out
 
     def query(self, text: str) -> dict[str, Any]:
@@ -352,6 +414,87 @@ class CompletionService:
                 for c in candidates[:50]
             ],
         }
+
+
+def open_verified(folder: str | None, config: Config, tokenizer: Any, progress: Progress,
+                  send: Callable[[str], None]) -> Any:
+    """``open_or_build`` plus a full checksum pass; a damaged index is rebuilt, never used.
+
+    Opening checks manifests, sizes, versions, the tokenizer and sampled checksums (and rebuilds
+    on a failure); a flipped bit between the sampled blocks is only found by reading every byte,
+    done here once per start (about 1 GB/s).  Every rebuild is told to the editor via ``send``.
+    """
+    from indexer import indexdir
+    from indexer.workspace_index import open_or_build
+    from rest_lsp.errors import DatastoreError
+
+    with _forwarded(logging.getLogger("indexer"), send):
+        store = open_or_build(folder, config, tokenizer, progress=progress, watch=folder is not None)
+        damaged: dict[Path, str] = {}
+        for shard in list(store.corpus) + (list(store.workspace.base) if store.workspace else []):
+            try:
+                shard.verify()
+            except DatastoreError as exc:
+                damaged.setdefault(shard.directory.parent, str(exc))
+        if not damaged:
+            return store
+        store.close()
+        for directory, problem in damaged.items():
+            send(f"rest-lsp: index {directory} is damaged ({problem}): rebuilding")
+            (directory / indexdir.POINTER).unlink(missing_ok=True)  # the next open rebuilds it
+        return open_or_build(folder, config, tokenizer, progress=progress, watch=folder is not None)
+
+
+def check_tokenizer_fits(loaded: Any) -> None:
+    """``ModelError`` when the tokenizer can produce ids the model has no embedding for."""
+    n_tokens = len(loaded.tokenizer)
+    vocab = int(getattr(loaded.model.config, "vocab_size", n_tokens) or n_tokens)
+    if n_tokens > vocab:
+        raise ModelError(
+            f"tokenizer mismatch: the tokenizer of {loaded.source} has {n_tokens} tokens but the "
+            f"model's vocabulary has {vocab}; they do not belong together",
+            source=loaded.source, tokenizer_tokens=n_tokens, vocab_size=vocab,
+        )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an accelerator (or host) out-of-memory error from torch."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
+    return isinstance(exc, (MemoryError, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+def release_memory() -> None:
+    """Give cached accelerator memory back after an out-of-memory error."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def path_of_uri(uri: str) -> str | None:
+    """The absolute path of a ``file:`` URI (None for other schemes)."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        return None
+    return os.path.abspath(unquote(parsed.path))
+
+
+class _forwarded:
+    """Forward WARNING records of ``logger`` to ``send`` (e.g. "index unusable: rebuilding")."""
+
+    def __init__(self, logger: logging.Logger, send: Callable[[str], None]) -> None:
+        self.logger, self.handler = logger, logging.Handler(logging.WARNING)
+        self.handler.emit = lambda record: send(f"rest-lsp: {record.getMessage()}")
+
+    def __enter__(self) -> None:
+        self.logger.addHandler(self.handler)
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
 
 
 def candidates_of(full: str, invoked: bool, max_items: int) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -84,6 +84,53 @@ class PromptLookupDrafter:
         return []
 
 
+def suffix_continuations(
+    haystack: np.ndarray,
+    context: np.ndarray,
+    ends: np.ndarray,
+    span: int,
+    min_suffix: int,
+    max_suffix: int,
+    max_matches: int,
+    source: str,
+) -> list[Candidate]:
+    """Candidates from the positions ``ends`` of ``haystack`` that hold the context's root.
+
+    Each such position's preceding tokens are matched backwards against the context's; those
+    matching at least ``min_suffix`` tokens (root included) give the up to ``span`` tokens that
+    follow them, cut before any negative id (a separator), longest matches first, then in the
+    order of ``ends``.
+    """
+    n = len(context)
+    if n == 0 or len(ends) == 0:
+        return []
+    lengths = np.ones(len(ends), dtype=np.int64)
+    alive = np.ones(len(ends), dtype=bool)
+    for k in range(1, min(max_suffix, n)):
+        back = ends - k
+        ok = alive & (back >= 0)
+        same = np.zeros(len(ends), dtype=bool)
+        same[ok] = haystack[back[ok]] == context[n - 1 - k]
+        alive = ok & same
+        if not alive.any():
+            break
+        lengths += alive
+    keep = np.flatnonzero(lengths >= min_suffix)
+    if len(keep) == 0:
+        return []
+    order = keep[np.lexsort((np.arange(len(keep)), -lengths[keep]))][:max_matches]
+    counts: dict[tuple[tuple[int, ...], int], float] = defaultdict(float)
+    for i in order:
+        begin = int(ends[i]) + 1
+        window = haystack[begin : begin + span]
+        cut = np.flatnonzero(window < 0)
+        if len(cut):
+            window = window[: cut[0]]
+        if len(window):
+            counts[(tuple(int(t) for t in window), int(lengths[i]))] += 1.0
+    return [Candidate(t, c, source, s) for (t, s), c in counts.items()]
+
+
 class ContextSuffixDrafter:
     """Continuations of every earlier occurrence of the context's own suffix (most recent first).
 
@@ -111,33 +158,57 @@ class ContextSuffixDrafter:
         n = len(ctx)
         if n < 2:
             return []
-        # earlier positions holding the root token, most recent first
+        # earlier positions holding the root token, most recent first; a continuation ends at
+        # the context's end (the root itself is never matched against itself)
         ends = np.flatnonzero(ctx[: n - 1] == ctx[n - 1])[::-1]
-        if len(ends) == 0:
+        return suffix_continuations(ctx, ctx, ends, self.span, self.min_suffix, self.max_suffix,
+                                    self.max_matches, self.source)
+
+
+class HistoryDrafter:
+    """The model's own recent outputs as one more exact-match source (SuffixDecoding's point).
+
+    A bounded token history: each output is appended after a separator (-1) so that no
+    continuation crosses from one output into the next; the oldest outputs are dropped first
+    when ``max_tokens`` is exceeded.  Accepted completions are added twice, so that their
+    continuations count double.  ``to_list``/``from_list`` persist it (plain ints: msgpack).
+    """
+
+    def __init__(self, max_tokens: int = 50_000, span: int = 10, min_suffix: int = 2,
+                 max_suffix: int = 16, max_matches: int = 32, source: str = "history") -> None:
+        self.max_tokens = max_tokens
+        self.span, self.min_suffix, self.max_suffix = span, min_suffix, max_suffix
+        self.max_matches = max_matches
+        self.source = source
+        self.tokens = np.zeros(0, dtype=np.int64)
+
+    def add(self, tokens: Sequence[int], accepted: bool = False) -> None:
+        """Remember one output (an accepted completion counts twice)."""
+        if not len(tokens):
+            return
+        piece = np.append(np.asarray(tokens, dtype=np.int64), -1)
+        parts = [self.tokens, piece, piece] if accepted else [self.tokens, piece]
+        joined = np.concatenate(parts)
+        if len(joined) > self.max_tokens:  # drop the oldest outputs, whole
+            cut = len(joined) - self.max_tokens
+            seps = np.flatnonzero(joined[cut - 1:] < 0)
+            joined = joined[cut + int(seps[0]):] if len(seps) else joined[-self.max_tokens:]
+        self.tokens = joined
+
+    def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
+        ctx = np.asarray(context_ids, dtype=np.int64)
+        if not len(ctx) or not len(self.tokens):
             return []
-        lengths = np.ones(len(ends), dtype=np.int64)
-        alive = np.ones(len(ends), dtype=bool)
-        for k in range(1, self.max_suffix):
-            back = ends - k
-            ok = alive & (back >= 0)
-            same = np.zeros(len(ends), dtype=bool)
-            same[ok] = ctx[back[ok]] == ctx[n - 1 - k]
-            alive = ok & same
-            if not alive.any():
-                break
-            lengths += alive
-        keep = np.flatnonzero(lengths >= self.min_suffix)
-        if len(keep) == 0:
-            return []
-        # the longest matches first, then the most recent
-        order = keep[np.lexsort((np.arange(len(keep)), -lengths[keep]))][: self.max_matches]
-        counts: dict[tuple[tuple[int, ...], int], float] = defaultdict(float)
-        for i in order:
-            begin = int(ends[i]) + 1
-            tokens = tuple(int(t) for t in ctx[begin : min(begin + self.span, n)])
-            if tokens:
-                counts[(tokens, int(lengths[i]))] += 1.0
-        return [Candidate(t, c, self.source, s) for (t, s), c in counts.items()]
+        ends = np.flatnonzero(self.tokens == ctx[-1])[::-1]  # most recent first
+        return suffix_continuations(self.tokens, ctx, ends, self.span, self.min_suffix,
+                                    self.max_suffix, self.max_matches, self.source)
+
+    def to_list(self) -> list[int]:
+        return self.tokens.tolist()
+
+    def from_list(self, tokens: Sequence[int]) -> "HistoryDrafter":
+        self.tokens = np.asarray(list(tokens)[-self.max_tokens:], dtype=np.int64)
+        return self
 
 
 class RecyclingDrafter:
@@ -202,6 +273,17 @@ class MergedDrafter:
             out.extend(drafter.draft(context_ids))
         return out
 
+    @property
+    def wants_hidden(self) -> bool:
+        """Whether a drafter here queries with the model's hidden state (dense drafts)."""
+        return any(getattr(d, "wants_hidden", False) for d in self.drafters)
+
+    def observe_hidden(self, state: Any, context_len: int) -> None:
+        """Pass the last accepted position's hidden state on to the drafters that query with it."""
+        for drafter in self.drafters:
+            if getattr(drafter, "wants_hidden", False):
+                drafter.observe_hidden(state, context_len)
+
     def observe(self, tokens: np.ndarray, top_k: np.ndarray) -> None:
         """Pass the model's top-k of a verification on to the drafters that learn from it."""
         for drafter in self.drafters:
@@ -232,3 +314,58 @@ def candidate_weights(
         scale = weights_of.get(c.source, 1.0) * length_base ** min(c.suffix_len, 32)
         out.append(share * scale)
     return out
+
+
+def source_credit(candidates: Sequence[Candidate], drafts: Sequence[int]) -> dict[str, int]:
+    """Accepted draft tokens each source proposed: per source, the longest prefix of ``drafts``
+    that one of its candidates starts with (a token can be credited to several sources)."""
+    if not drafts:
+        return {}
+    first = drafts[0]
+    credit: dict[str, int] = {}
+    for c in candidates:
+        tokens = c.tokens
+        if not tokens or tokens[0] != first:
+            continue
+        k = 1
+        limit = min(len(tokens), len(drafts))
+        while k < limit and tokens[k] == drafts[k]:
+            k += 1
+        if k > credit.get(c.source, 0):
+            credit[c.source] = k
+    return credit
+
+
+class SourceWeights:
+    """Per-source weights learned online from which sources' drafts were accepted.
+
+    Each source keeps a running mean of the draft tokens it was credited with in the steps where
+    it proposed anything (``source_credit``); its weight is its prior times that mean over the
+    mean of all sources, clipped to [``floor``, ``ceiling``] times the prior.  A callable: it is
+    the ``weigh`` of the decoding loop (``candidate_weights`` with the current weights).
+    """
+
+    def __init__(self, prior: dict[str, float] | None = None, rate: float = 0.05,
+                 floor: float = 0.25, ceiling: float = 4.0, start: float = 1.0) -> None:
+        self.prior = dict(DEFAULT_SOURCE_WEIGHTS if prior is None else prior)
+        self.rate, self.floor, self.ceiling, self.start = rate, floor, ceiling, start
+        self.means: dict[str, float] = {}
+        self.weights: dict[str, float] = dict(self.prior)
+
+    def __call__(self, candidates: Sequence[Candidate]) -> list[float]:
+        return candidate_weights(candidates, self.weights)
+
+    def observe(self, candidates: Sequence[Candidate], drafts: Sequence[int]) -> dict[str, int]:
+        """Learn from one step: the candidates proposed and the draft tokens accepted."""
+        credit = source_credit(candidates, drafts)
+        present = {c.source for c in candidates}
+        for source in present:
+            old = self.means.get(source, self.start)
+            self.means[source] = old + self.rate * (credit.get(source, 0) - old)
+        if present:
+            overall = sum(self.means.values()) / len(self.means)
+            for source, mean in self.means.items():
+                factor = (mean + 1e-3) / (overall + 1e-3)
+                factor = min(max(factor, self.floor), self.ceiling)
+                self.weights[source] = self.prior.get(source, 1.0) * factor
+        return credit

@@ -16,7 +16,7 @@ import numpy as np
 from rest_lsp.config import DecodingConfig
 from rest_lsp.engine import kv_cache
 from rest_lsp.engine.budget import AdaptiveBudget, BudgetPolicy, CostModel, FixedBudget
-from rest_lsp.engine.drafter import ContextSuffixDrafter, Drafter
+from rest_lsp.engine.drafter import ContextSuffixDrafter, Drafter, SourceWeights, candidate_weights
 from rest_lsp.engine.forward import prefill
 from rest_lsp.engine.sampling import SamplingParams
 from rest_lsp.engine.speculative import ShouldStopFn, StopFn, speculative_decode
@@ -63,6 +63,8 @@ class Engine:
         self.eos_ids = frozenset(int(t) for t in eos_ids)
         self.window = window if window is not None else attention_window(model)
         self._cost = cost
+        #: per-source draft weights, learned across requests (decoding.source_weights)
+        self.source_weights = SourceWeights()
         self._cache = kv_cache.new_cache(self.model)
         self._cached_ids: list[int] = []
         self._lock = threading.Lock()
@@ -72,6 +74,12 @@ class Engine:
         """An engine over a ``LoadedModel`` (its tokenizer's end-of-sequence ids included)."""
         runner = loaded.runner if loaded.runner is not None else loaded.model
         return cls(runner, decoding, drafter, eos_ids=sorted(loaded.eos_token_ids), **kw)
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the engine uses the model: other users of the model (the dense tier's
+        background embedding) take it one short forward at a time."""
+        return self._lock
 
     @property
     def decoding(self) -> DecodingConfig:
@@ -180,6 +188,7 @@ class Engine:
                     sampling=sampling,
                     rng=np.random.default_rng(seed) if sampling is not None else None,
                     window=self.window,
+                    weigh=self.source_weights if d.source_weights == "learned" else candidate_weights,
                 )
                 self._cached_ids = context[: kv_cache.cache_length(self._cache)]
             except BaseException:

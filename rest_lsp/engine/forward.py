@@ -63,13 +63,14 @@ def model_forward(
     """One forward of ``tokens`` [n] at ``positions`` [n] on top of ``cache``.
 
     ``allowed`` [n, context + n] bool says which rows each token attends to.  Returns logits
-    [n, vocab] ("all"), [1, vocab] ("last") or None ("none": prefill, where the packed forward
-    skips the LM head).
+    [n, vocab] ("all"), [1, vocab] ("last"), None ("none": prefill, where the packed forward
+    skips the LM head) or the final-norm hidden states [n, hidden] ("hidden": what the LM head
+    reads; the dense drafter's query and key).
     """
     if isinstance(model, PackedLlama):
         return model.forward(cache, tokens, positions, allowed, logits)
     kwargs: dict[str, Any] = {kv_cache.cache_kwarg(model): cache}
-    if logits != "all" and _takes_logits_to_keep(type(model)):
+    if logits in ("last", "none") and _takes_logits_to_keep(type(model)):
         kwargs["logits_to_keep"] = 1
     with torch.inference_mode():
         out = model(
@@ -77,8 +78,11 @@ def model_forward(
             attention_mask=additive_mask(allowed, model_dtype(model)),  # [1, 1, n, context + n]
             position_ids=positions[None],  # [1, n]
             use_cache=True,
+            output_hidden_states=logits == "hidden",
             **kwargs,
         )
+    if logits == "hidden":
+        return out.hidden_states[-1][0]  # [n, hidden]: transformers appends it after the final norm
     return None if logits == "none" else out.logits[0]  # [n, vocab] (or [1, vocab])
 
 
@@ -106,11 +110,55 @@ def prefill(model: Any, cache: Any, token_ids: Sequence[int], chunk: int = PREFI
         model_forward(model, cache, part, positions, causal_allowed(len(part), past, device), logits="none")
 
 
-def verify_tree(model: Any, cache: Any, inputs: TreeInputs) -> torch.Tensor:
-    """Logits [n, vocab] of every tree node; the cache grows by the n tree rows."""
+def verify_tree(model: Any, cache: Any, inputs: TreeInputs, hidden: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Logits [n, vocab] of every tree node; the cache grows by the n tree rows.
+
+    ``hidden``: also return the final-norm hidden states [n, hidden] (the same forward: the
+    logits are the LM head applied to them).
+    """
     device = model_device(model)
     past = kv_cache.cache_length(cache)
     tokens = torch.as_tensor(inputs.tokens, device=device)  # [n]
     positions = torch.as_tensor(inputs.position_ids(past), device=device)  # [n]
     allowed = tree_allowed(inputs.ancestor_mask, past, device)  # [n, past + n]
-    return model_forward(model, cache, tokens, positions, allowed)
+    if not hidden:
+        return model_forward(model, cache, tokens, positions, allowed)
+    states = model_forward(model, cache, tokens, positions, allowed, logits="hidden")  # [n, hidden]
+    return lm_logits(model, states), states
+
+
+def lm_logits(model: Any, states: torch.Tensor) -> torch.Tensor:
+    """The LM head over final-norm hidden states: [n, hidden] -> [n, vocab]."""
+    with torch.inference_mode():
+        if isinstance(model, PackedLlama):
+            return model.lm_head(states)
+        return model.get_output_embeddings()(states)
+
+
+def hidden_states(model: Any, token_ids: Sequence[int], chunk: int = 256, overlap: int = 64,
+                  guard: Any = None) -> torch.Tensor:
+    """Final-norm hidden states [n, hidden] of a token sequence, causal, on fresh caches.
+
+    Long sequences go in windows of ``chunk`` tokens; each window after the first re-reads the
+    ``overlap`` tokens before it, so that every position sees at least ``overlap`` tokens of
+    context and no position is further than ``chunk`` from its window's start (the positions a
+    model was trained on).  ``guard``: a lock held around each window's forward (a background
+    embedding then delays a completion by one window at most).
+    """
+    import contextlib
+
+    device = model_device(model)
+    ids = torch.as_tensor(list(token_ids), dtype=torch.long, device=device)
+    out = []
+    start = 0
+    while start < len(ids):
+        left = max(0, start - overlap)
+        part = ids[left:start + chunk - (start - left)]
+        with guard if guard is not None else contextlib.nullcontext():
+            cache = kv_cache.new_cache(model)
+            positions = torch.arange(len(part), device=device)
+            states = model_forward(model, cache, part, positions, causal_allowed(len(part), 0, device), logits="hidden")
+        out.append(states[start - left:])  # [new rows, hidden]
+        start = left + len(part)
+    return torch.cat(out) if out else torch.zeros((0, 0))

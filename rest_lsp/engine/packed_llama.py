@@ -212,7 +212,8 @@ class PackedLlama:
         """Append ``tokens`` [n] at ``positions`` [n] to ``cache``; logits [n or 1, vocab] or None.
 
         ``allowed`` [n, cache.length + n] bool: which cached and new rows each new row attends to.
-        ``logits``: "all" rows, the "last" row, or "none" (prefill).
+        ``logits``: "all" rows, the "last" row, "none" (prefill), or "hidden": the final-norm
+        hidden states [n, hidden] (what the LM head reads) instead of logits.
         """
         n = tokens.shape[0]
         past = cache.length
@@ -252,5 +253,7 @@ class PackedLlama:
         if logits == "last":
             h = h[-1:]
         h = F.rms_norm(h, (h.shape[-1],), self.norm, self.norm_eps)
+        if logits == "hidden":
+            return h  # [n, hidden]
         return self.lm_head(h)  # [n or 1, vocab]
 

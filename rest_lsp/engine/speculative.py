@@ -18,7 +18,7 @@ from rest_lsp.engine import kv_cache
 from rest_lsp.engine.acceptance import Acceptance, greedy_accept, sample_accept
 from rest_lsp.engine.budget import BudgetPolicy
 from rest_lsp.engine.draft_tree import build_draft_tree
-from rest_lsp.engine.drafter import Candidate, Drafter, candidate_weights
+from rest_lsp.engine.drafter import Candidate, Drafter, candidate_weights, source_credit
 from rest_lsp.engine.forward import verify_tree
 from rest_lsp.engine.sampling import SamplingParams, probabilities
 from rest_lsp.engine.stats import GenerationStats
@@ -57,6 +57,10 @@ def speculative_decode(
     if sampling is not None and rng is None:
         rng = np.random.default_rng()
     out: list[int] = []
+    # drafters that query with the model's hidden state (dense drafts) get it from the
+    # verification forward itself; a learning ``weigh`` sees which sources were accepted
+    wants_hidden = bool(getattr(drafter, "wants_hidden", False))
+    learn = getattr(weigh, "observe", None)
     while len(out) < max_new_tokens:
         if should_stop is not None and should_stop():
             stats.stop_reason = "cancelled"
@@ -80,7 +84,10 @@ def speculative_decode(
                 window=window,
             )
         t2 = time.perf_counter()
-        logits = verify_tree(model, cache, inputs)  # [n, vocab]
+        if wants_hidden:
+            logits, states = verify_tree(model, cache, inputs, hidden=True)  # [n, vocab], [n, hidden]
+        else:
+            logits = verify_tree(model, cache, inputs)  # [n, vocab]
         if sampling is None:
             predicted = logits.argmax(dim=-1).cpu().numpy()  # [n]
         else:
@@ -99,6 +106,13 @@ def speculative_decode(
         kv_cache.keep_rows(cache, past, acc.nodes)
         new = acc.new_tokens
         context.extend(new)
+        if candidates:
+            credit = learn(candidates, acc.drafts) if learn is not None else source_credit(candidates, acc.drafts)
+            for source, k in credit.items():
+                stats.accepted_by_source[source] = stats.accepted_by_source.get(source, 0) + k
+        if wants_hidden:
+            # the last accepted node's state predicted the bonus token: the next dense query
+            drafter.observe_hidden(states[acc.nodes[-1]], len(context))
         stats.steps += 1
         stats.drafted_tokens += tree.n_drafts
         stats.accepted_drafts += len(acc.drafts)

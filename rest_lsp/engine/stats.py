@@ -35,6 +35,8 @@ class GenerationStats:
     #: "length", "eos", "stop", "cancelled"
     stop_reason: str = ""
     budgets: list[int] = field(default_factory=list)
+    #: accepted draft tokens each source proposed (a token proposed by several counts for each)
+    accepted_by_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def decode_s(self) -> float:
