@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     """Start the server and block until the client disconnects."""
     data = read_config_file(args.config)
     _dump_stacks_on_signal()
+    from rest_lsp.memory import tame_heap
+
+    tame_heap()  # before the server's threads start allocating
     if args.log_file:
         handler = logging.FileHandler(args.log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
