@@ -2,7 +2,7 @@
 detected when the server opens them and rebuilt with a message, never loaded as garbage.
 
 ``test_indexer_shard.py`` checks each detection at the shard level; here the server's own open path
-(``rest_lsp.completion.service.open_verified``) meets every kind of damage, including a flipped bit
+(``rest_lsp.completion.health.open_verified``) meets every kind of damage, including a flipped bit
 between the sampled checksum blocks, which only the full pass at start finds.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from indexer import indexdir, shard as shard_mod
 from indexer.tokens import load_tokenizer
 from indexer_fixtures import SAMPLE_CODE, make_workspace, train_tiny_tokenizer
-from rest_lsp.completion.service import open_verified
+from rest_lsp.completion.health import open_verified
 from rest_lsp.config import Config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,87 +8,21 @@ character offsets, cancellation as a ``should_stop`` callable, and problems leav
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
-import statistics
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rest_lsp.completion.figures import Figures, Outcome
+from rest_lsp.completion.health import Progress, check_tokenizer_fits, is_out_of_memory, open_verified, release_memory
 from rest_lsp.completion.prompt import FimTokens, Prompt, build_prompt, fim_tokens_of, heal, split_at, visible
 from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
 from rest_lsp.config import Config
 from rest_lsp.errors import Cancelled, DecodingError, ModelError
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int, str], None]
-#: completions kept for the status figures
-STATS_WINDOW = 200
-
-
-@dataclass
-class Outcome:
-    """What one completion request produced."""
-
-    request_id: int
-    items: list[str]
-    stats: dict[str, Any]
-    latency_s: float
-    prompt_tokens: int
-    fim: bool
-
-    def for_trigger(self, invoked: bool) -> "Outcome":
-        """The same outcome with the items an automatic (one) or invoked request offers."""
-        if invoked or len(self.items) <= 1:
-            return self
-        return Outcome(self.request_id, self.items[:1], self.stats, self.latency_s, self.prompt_tokens, self.fim)
-
-    def summary(self) -> str:
-        """One log line of figures."""
-        s = self.stats
-        return (
-            f"{s.get('new_tokens', 0)} tokens, {s.get('steps', 0)} steps, "
-            f"{s.get('tokens_per_step', 0):.2f} tok/step, prompt {self.prompt_tokens} "
-            f"(reused {s.get('reused_tokens', 0)}), stop={s.get('stop_reason', '')}"
-        )
-
-
-@dataclass
-class Figures:
-    """Running request figures for ``rest-lsp.status``."""
-
-    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=STATS_WINDOW))
-    tokens_per_step: collections.deque = field(default_factory=lambda: collections.deque(maxlen=STATS_WINDOW))
-    drafted: int = 0
-    accepted_drafts: int = 0
-    requests: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    items_accepted: int = 0
-    #: accepted draft tokens each source proposed, over all requests
-    accepted_by_source: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready figures."""
-        lat = sorted(self.latencies)
-
-        def pct(p: float) -> float | None:
-            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1) if lat else None
-
-        return {
-            "requests": self.requests,
-            "cancelled": self.cancelled,
-            "failed": self.failed,
-            "accepted_items": self.items_accepted,
-            "latency_ms_p50": pct(0.5),
-            "latency_ms_p95": pct(0.95),
-            "tokens_per_step": round(statistics.fmean(self.tokens_per_step), 3) if self.tokens_per_step else None,
-            "draft_acceptance_rate": round(self.accepted_drafts / self.drafted, 3) if self.drafted else None,
-        }
 
 
 class CompletionService:
@@ -416,63 +350,6 @@ class CompletionService:
         }
 
 
-def open_verified(folder: str | None, config: Config, tokenizer: Any, progress: Progress,
-                  send: Callable[[str], None]) -> Any:
-    """``open_or_build`` plus a full checksum pass; a damaged index is rebuilt, never used.
-
-    Opening checks manifests, sizes, versions, the tokenizer and sampled checksums (and rebuilds
-    on a failure); a flipped bit between the sampled blocks is only found by reading every byte,
-    done here once per start (about 1 GB/s).  Every rebuild is told to the editor via ``send``.
-    """
-    from indexer import indexdir
-    from indexer.workspace_index import open_or_build
-    from rest_lsp.errors import DatastoreError
-
-    with _forwarded(logging.getLogger("indexer"), send):
-        store = open_or_build(folder, config, tokenizer, progress=progress, watch=folder is not None)
-        damaged: dict[Path, str] = {}
-        for shard in list(store.corpus) + (list(store.workspace.base) if store.workspace else []):
-            try:
-                shard.verify()
-            except DatastoreError as exc:
-                damaged.setdefault(shard.directory.parent, str(exc))
-        if not damaged:
-            return store
-        store.close()
-        for directory, problem in damaged.items():
-            send(f"rest-lsp: index {directory} is damaged ({problem}): rebuilding")
-            (directory / indexdir.POINTER).unlink(missing_ok=True)  # the next open rebuilds it
-        return open_or_build(folder, config, tokenizer, progress=progress, watch=folder is not None)
-
-
-def check_tokenizer_fits(loaded: Any) -> None:
-    """``ModelError`` when the tokenizer can produce ids the model has no embedding for."""
-    n_tokens = len(loaded.tokenizer)
-    vocab = int(getattr(loaded.model.config, "vocab_size", n_tokens) or n_tokens)
-    if n_tokens > vocab:
-        raise ModelError(
-            f"tokenizer mismatch: the tokenizer of {loaded.source} has {n_tokens} tokens but the "
-            f"model's vocabulary has {vocab}; they do not belong together",
-            source=loaded.source, tokenizer_tokens=n_tokens, vocab_size=vocab,
-        )
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for an accelerator (or host) out-of-memory error from torch."""
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(exc, (MemoryError, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
-
-
-def release_memory() -> None:
-    """Give cached accelerator memory back after an out-of-memory error."""
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def path_of_uri(uri: str) -> str | None:
     """The absolute path of a ``file:`` URI (None for other schemes)."""
     from urllib.parse import unquote, urlparse
@@ -481,20 +358,6 @@ def path_of_uri(uri: str) -> str | None:
     if parsed.scheme != "file":
         return None
     return os.path.abspath(unquote(parsed.path))
-
-
-class _forwarded:
-    """Forward WARNING records of ``logger`` to ``send`` (e.g. "index unusable: rebuilding")."""
-
-    def __init__(self, logger: logging.Logger, send: Callable[[str], None]) -> None:
-        self.logger, self.handler = logger, logging.Handler(logging.WARNING)
-        self.handler.emit = lambda record: send(f"rest-lsp: {record.getMessage()}")
-
-    def __enter__(self) -> None:
-        self.logger.addHandler(self.handler)
-
-    def __exit__(self, *exc: object) -> None:
-        self.logger.removeHandler(self.handler)
 
 
 def candidates_of(full: str, invoked: bool, max_items: int) -> list[str]:

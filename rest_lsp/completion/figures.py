@@ -1,0 +1,72 @@
+"""What one completion returned (``Outcome``) and the running request figures (``Figures``)."""
+
+from __future__ import annotations
+
+import collections
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+#: completions kept for the status figures
+STATS_WINDOW = 200
+
+
+@dataclass
+class Outcome:
+    """What one completion request produced."""
+
+    request_id: int
+    items: list[str]
+    stats: dict[str, Any]
+    latency_s: float
+    prompt_tokens: int
+    fim: bool
+
+    def for_trigger(self, invoked: bool) -> "Outcome":
+        """The same outcome with the items an automatic (one) or invoked request offers."""
+        if invoked or len(self.items) <= 1:
+            return self
+        return Outcome(self.request_id, self.items[:1], self.stats, self.latency_s, self.prompt_tokens, self.fim)
+
+    def summary(self) -> str:
+        """One log line of figures."""
+        s = self.stats
+        return (
+            f"{s.get('new_tokens', 0)} tokens, {s.get('steps', 0)} steps, "
+            f"{s.get('tokens_per_step', 0):.2f} tok/step, prompt {self.prompt_tokens} "
+            f"(reused {s.get('reused_tokens', 0)}), stop={s.get('stop_reason', '')}"
+        )
+
+
+@dataclass
+class Figures:
+    """Running request figures for ``rest-lsp.status``."""
+
+    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=STATS_WINDOW))
+    tokens_per_step: collections.deque = field(default_factory=lambda: collections.deque(maxlen=STATS_WINDOW))
+    drafted: int = 0
+    accepted_drafts: int = 0
+    requests: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    items_accepted: int = 0
+    #: accepted draft tokens each source proposed, over all requests
+    accepted_by_source: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1) if lat else None
+
+        return {
+            "requests": self.requests,
+            "cancelled": self.cancelled,
+            "failed": self.failed,
+            "accepted_items": self.items_accepted,
+            "latency_ms_p50": pct(0.5),
+            "latency_ms_p95": pct(0.95),
+            "tokens_per_step": round(statistics.fmean(self.tokens_per_step), 3) if self.tokens_per_step else None,
+            "draft_acceptance_rate": round(self.accepted_drafts / self.drafted, 3) if self.drafted else None,
+        }
