@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _where(d)
     d.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
     d.add_argument("--json", action="store_true")
-    d.set_defaults(func=run_dense)
+    d.set_defaults(func=lambda args: _dense().run_dense(args))
 
     from indexer import bench as bench_module  # standard library imports only
 
@@ -83,6 +83,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench_module.add_arguments(bench)
     bench.set_defaults(func=run_bench)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def _dense():
+    """The dense-tier actions (imported when used: they load the model)."""
+    from rest_lsp.commands import index_dense
+
+    return index_dense
 
 
 def _where(p: argparse.ArgumentParser) -> None:
@@ -219,7 +226,7 @@ def run_sharded_build(args) -> int:
 def run_stats(args) -> int:
     store, _ = _open(args)
     stats = store.stats()
-    dense = _dense_stats(args)
+    dense = _dense().dense_stats(args)
     if dense is not None:
         stats["dense"] = dense
     if args.json:
@@ -252,23 +259,6 @@ def _print_stats(stats: dict) -> None:
         print(f"took {stats['seconds']:.2f} s")
 
 
-def _dense_stats(args) -> dict | None:
-    """The workspace's dense index figures, when it has one (no model needed)."""
-    import os
-
-    from indexer.dense import DenseIndex
-    from rest_lsp.dense import dense_path
-    from rest_lsp.errors import DatastoreError
-
-    path = dense_path(os.path.abspath(args.workspace or "."), _config(args).index)
-    if not path.exists():
-        return None
-    try:
-        return {"path": str(path), **DenseIndex.open(path).stats()}
-    except DatastoreError as exc:
-        return {"path": str(path), "error": str(exc)}
-
-
 def run_verify(args) -> int:
     store, _ = _open(args)
     problems = store.verify()
@@ -295,7 +285,7 @@ def run_query(args) -> int:
     w = store.retrieval_config.max_suffix
     matched = ids[len(ids) - r.suffix_len:] if r.suffix_len else []
     shown = r.candidates[: args.limit]
-    dense = _dense_neighbours(args, text) if args.dense else None
+    dense = _dense().dense_neighbours(args, text) if args.dense else None
     if args.json:
         print(json.dumps({
             **({"dense": dense} if dense is not None else {}),
@@ -314,54 +304,6 @@ def run_query(args) -> int:
         print(f"dense neighbours: {len(dense)}")
         for n in dense[: args.limit]:
             print(f"  {n['score']:.3f}  {n['path']}  {n['text']!r}")
-    return 0
-
-
-def _loaded_model(args):
-    from rest_lsp.engine.model import load_model
-
-    config = _config(args)
-    if getattr(args, "model", ""):
-        config.model.name = args.model
-    return config, load_model(config.model)
-
-
-def _dense_neighbours(args, text: str) -> list[dict]:
-    """The workspace dense index's neighbours of the model's hidden state at the end of ``text``."""
-    import os
-
-    from rest_lsp.dense import hidden_states_of, open_workspace_dense
-    from rest_lsp.errors import DatastoreError
-
-    config, loaded = _loaded_model(args)
-    index, line = open_workspace_dense(os.path.abspath(args.workspace or "."), config, loaded)
-    if index is None:
-        raise DatastoreError(line)
-    states = hidden_states_of(loaded.runner or loaded.model, loaded.tokenizer.encode(text, add_special_tokens=False))
-    return [{"score": round(n.score, 4), "path": n.path, "tokens": list(n.tokens),
-             "text": loaded.tokenizer.decode(list(n.tokens))}
-            for n in index.neighbours(states[-1], config.retrieval.dense_neighbours)]
-
-
-def run_dense(args) -> int:
-    """Build the workspace's dense index with the configured (or named) model."""
-    import os
-
-    from rest_lsp.dense import build_workspace_dense, dense_path
-
-    config, loaded = _loaded_model(args)
-    workspace = os.path.abspath(args.workspace or ".")
-    progress, close = _progress_bar(unit="tok")
-    try:
-        index = build_workspace_dense(workspace, config, loaded, progress)
-    finally:
-        close()
-    stats = {"path": str(dense_path(workspace, config.index)), **index.stats()}
-    if args.json:
-        print(json.dumps(stats, indent=2))
-    else:
-        print(f"dense index {stats['path']}: {stats['entries']} entries from {stats['documents']} files, "
-              f"{stats['bytes_per_entry']} bytes/entry, embedded at {stats['embed_tokens_per_s']} tokens/s")
     return 0
 
 
