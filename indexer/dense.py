@@ -210,12 +210,6 @@ class DenseIndex:
             return np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64)
         return self.ann.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.entries))
 
-    def continuation(self, position: int, length: int | None = None) -> tuple[int, ...]:
-        """The tokens after ``position``, up to ``length`` (default: span), cut at a separator."""
-        window = self.tokens[position + 1: position + 1 + (length or self.span)]
-        cut = np.flatnonzero(window < 0)
-        return tuple(int(t) for t in (window[: cut[0]] if len(cut) else window))
-
     def windows(self, positions: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``length`` tokens after each position (k, length) and how many precede a separator (k,)."""
         pos = np.asarray(positions, dtype=np.int64)
@@ -232,8 +226,10 @@ class DenseIndex:
     def neighbours(self, states: np.ndarray, k: int = 50) -> list[Neighbour]:
         """The k nearest entries of one hidden state, with their files and continuations."""
         scores, ids = self.search(states, k)
-        return [Neighbour(float(s), self.path_of(int(i)), self.continuation(int(i)))
-                for s, i in zip(scores[0], ids[0]) if i >= 0]
+        found = ids[0] >= 0
+        win, lengths = self.windows(ids[0][found], self.span)
+        return [Neighbour(float(score), self.path_of(int(pos)), tuple(win[j, :lengths[j]].tolist()))
+                for j, (score, pos) in enumerate(zip(scores[0][found], ids[0][found]))]
 
     # -- disk ----------------------------------------------------------------------------------
 
