@@ -309,6 +309,8 @@ async def _completion(ls: RestLanguageServer, params: lsp.CompletionParams) -> l
                 filter_text="",
                 text_edit=lsp.TextEdit(range=lsp.Range(start=pos, end=pos), new_text=text),
                 insert_text_format=lsp.InsertTextFormat.PlainText,
+                # the text carries its own indentation: a client must not add the line's again
+                insert_text_mode=lsp.InsertTextMode.AsIs,
                 command=lsp.Command(title="Accept completion", command=COMMAND_ACCEPTED, arguments=[outcome.request_id, i]),
             )
         )
@@ -351,7 +353,7 @@ async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Positio
                 outcome = None  # the shared run was superseded or failed: run our own
             if outcome is not None:
                 ls.log_line(f"[req {ticket.request_id}] shares the result of req {outcome.request_id}")
-                return outcome.for_trigger(invoked)
+                return outcome.for_trigger(invoked, ls.config.server.max_items)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
             ls.decoder,

@@ -29,6 +29,11 @@ LINE = SOURCE.count("\n") + 1  # 1-based
 COL = len(SOURCE.rsplit("\n", 1)[1])  # 0-based (characters; ASCII here)
 
 
+#: what the editors' model writes after any prompt: two lines, so that an explicit request offers
+#: two distinct items to cycle through (the whole text, and its first line)
+SCRIPT = " x ** 2\n    # the square"
+
+
 def needs_editor(missing: str | None):
     """A test decorator: nothing when the editor is there; else skip, or fail where editor tests
     are required (``REST_LSP_REQUIRE_EDITORS=1``, as in CI: there they must run, never skip)."""
@@ -139,6 +144,57 @@ def expected_items(file: Path, line: int, col: int, config: dict[str, Any], home
     return json.loads(out.stdout)["items"]
 
 
+def make_scripted_model_dir(path: Path, script: str) -> Path:
+    """A tiny Llama that writes ``script`` and then ends, whatever the prompt (an HF model directory).
+
+    Its layers add nothing (zero output projections), so the last hidden state is the embedding
+    of the last token alone: each token of the script is embedded on a dimension of its own,
+    which the LM head maps to the token after it (the last one to end-of-text); every other
+    token is embedded on dimension 0, which maps to the script's first token.  Greedy decoding
+    then writes the script from any prompt that does not end inside it.  (A random model's text
+    is whatever its weights say, often one line or nothing the stop rules keep.)
+    """
+    import shutil
+
+    import torch
+    import transformers
+
+    from lsp_testing import EMBEDDED, TOKENIZER_FILES
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (EMBEDDED / name).exists():
+            shutil.copy(EMBEDDED / name, path / name)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    ids = tokenizer.encode(script, add_special_tokens=False)
+    assert len(set(ids)) == len(ids), f"the script's tokens must be distinct (one successor each): {ids}"
+    hidden = 32
+    assert len(ids) < hidden, "one dimension per script token, and dimension 0 for the rest"
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=None, eos_token_id=eos, tie_word_embeddings=False,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed, head = model.model.embed_tokens.weight, model.lm_head.weight
+        embed.zero_()
+        embed[:, 0] = 1.0
+        head.zero_()
+        successors = [*ids, eos]
+        head[successors[0], 0] = 10.0
+        for dim, token in enumerate(ids, start=1):
+            embed[token] = 0.0
+            embed[token, dim] = 1.0
+            head[successors[dim], dim] = 10.0
+    model.save_pretrained(path, safe_serialization=True)
+    return path
+
+
 def editor_env(home: Path) -> dict[str, str]:
     """HOME and every XDG directory under ``home`` (editors write there), one torch thread."""
     env = server_env(home)
@@ -157,10 +213,8 @@ def editor_env(home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def editor_model_dir(tmp_path_factory) -> Path:
-    """The tiny random model every editor test decodes with."""
-    from lsp_testing import make_tiny_model_dir
-
-    return make_tiny_model_dir(tmp_path_factory.mktemp("editor-model"), steer=(" x", " y"))
+    """The tiny model every editor test decodes with: it writes SCRIPT (two lines)."""
+    return make_scripted_model_dir(tmp_path_factory.mktemp("editor-model"), SCRIPT)
 
 
 @pytest.fixture(scope="session")

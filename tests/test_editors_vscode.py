@@ -3,10 +3,11 @@
 The extension is built into a .vsix by its own build (``npm run package``), installed with
 ``code-server --install-extension``; the driver (editors/vscode/e2e/drive.js, playwright-core)
 types into a Python file, waits until the ghost text equals the completion that ``rest-lsp
-complete`` computes independently, dismisses it (Esc), asks again (Alt+\\), accepts it (Tab) and
-saves.  ``REST_LSP_SCREENSHOT=docs/vscode-inline.png`` keeps its screenshot;
-``REST_LSP_EDITOR_SERVER`` replaces the server executable (debugging).  The tools come from
-``scripts/editor-test-deps.sh``; each missing one skips the test with the command to install it.
+complete`` computes independently, dismisses it (Esc), asks again (Alt+\\: several items),
+cycles to the second item (Alt+]), accepts it (Tab) and saves.
+``REST_LSP_SCREENSHOT=docs/vscode-inline.png`` keeps its screenshot; ``REST_LSP_EDITOR_SERVER``
+replaces the server executable (debugging).  The tools come from ``scripts/editor-test-deps.sh``;
+each missing one skips the test with the command to install it.
 """
 
 from __future__ import annotations
@@ -176,10 +177,12 @@ def test_ghost_text_is_the_server_completion_and_tab_accepts_it(tmp_path, vsix, 
     expected = editor_expected(invoked=False)[0]
     invoked = editor_expected(invoked=True)
     assert expected and invoked, "the tiny model gave no completion to compare"
+    assert len(set(invoked)) >= 2, f"an explicit request must offer two items to cycle through: {invoked}"
     screenshot = tmp_path / "vscode-inline.png"
     report, ws = drive_code_server(tmp_path, vsix, user_settings(editor_model_dir, editor_corpus, rest_lsp_executable()), {
         "expected": expected,
         "expected_invoked": invoked[0],
+        "expected_next": invoked[1],
         "screenshot": str(screenshot),
         "bad_server_path": str(tmp_path / "no-such-dir" / "rest-lsp"),
     })
@@ -188,10 +191,12 @@ def test_ghost_text_is_the_server_completion_and_tab_accepts_it(tmp_path, vsix, 
     assert report.get("error") is None, json.dumps(report, indent=1, ensure_ascii=False)
     # the ghost text VS Code showed is the server's completion ...
     assert report["ghost"] == expected
-    # ... Esc dismissed it, Alt+\ asked again (the first of the invoked items), Tab inserted
-    # it, the file was saved with it, and the acceptance reached the server
+    # ... Esc dismissed it, Alt+\ asked again (the first of the invoked items), Alt+] cycled to
+    # the second, Tab inserted that one, the file was saved with it, and the acceptance reached
+    # the server
     assert report["ghost_invoked"] == invoked[0]
-    assert (ws / "ops.py").read_text() == SOURCE + invoked[0]
+    assert report["ghost_next"] == invoked[1]
+    assert (ws / "ops.py").read_text() == SOURCE + invoked[1]
     assert '"accepted_items": 1' in report["status_output"]
     # the status bar shows readiness, then the last latency and tokens per step
     assert "ready" in report["statusbar_ready"]["label"]
@@ -211,6 +216,7 @@ def test_classic_completion_item_inserts_the_whole_completion(tmp_path, vsix, ed
     settings["editor.inlineSuggest.enabled"] = False
     report, ws = drive_code_server(tmp_path, vsix, settings, {"classic": True})
     assert report.get("error") is None, json.dumps(report, indent=1, ensure_ascii=False)
-    # one suggestion per item, labelled with the first line of its text; Enter inserted the first
-    assert len(report["suggestions"]) == len(invoked)
+    # one suggestion per item, labelled with the first line of its text; Enter inserted the first,
+    # a multi-line text, as it is (VS Code would otherwise indent its later lines once more)
+    assert len(report["suggestions"]) == len(invoked) and "\n" in invoked[0]
     assert (ws / "ops.py").read_text() == SOURCE + invoked[0]

@@ -6,6 +6,7 @@ import pytest
 
 from rest_lsp.commands.complete import offset_of
 from rest_lsp.commands.serve import parse_tcp
+from rest_lsp.completion.figures import Outcome
 from rest_lsp.completion.service import candidates_of, first_line_of
 from rest_lsp.config import Config
 from rest_lsp.errors import ConfigError
@@ -67,6 +68,17 @@ def test_items_for_cycling():
     assert candidates_of(full, invoked=True, max_items=3) == [full, "\n        x = 1"]
     assert candidates_of("   ", invoked=True, max_items=3) == []
     assert first_line_of("a\nb") == "a"
+
+
+def test_a_shared_result_offers_the_items_of_the_sharing_request():
+    # an explicit request at the spot of an automatic one shares its run, which kept one item
+    full = "\n        x = 1\n        return x"
+    automatic = Outcome(7, [full], {}, 0.01, 10, False)
+    assert automatic.for_trigger(True, max_items=3).items == [full, "\n        x = 1"]
+    invoked = Outcome(8, [full, "\n        x = 1"], {}, 0.01, 10, False)
+    assert invoked.for_trigger(False, max_items=3).items == [full]
+    assert invoked.for_trigger(True, max_items=1).items == [full]
+    assert Outcome(9, [], {}, 0.01, 10, False).for_trigger(True, max_items=3).items == []
 
 
 def test_command_arguments_in_any_nesting():

@@ -22,11 +22,16 @@ class Outcome:
     prompt_tokens: int
     fim: bool
 
-    def for_trigger(self, invoked: bool) -> "Outcome":
-        """The same outcome with the items an automatic (one) or invoked request offers."""
-        if invoked or len(self.items) <= 1:
-            return self
-        return Outcome(self.request_id, self.items[:1], self.stats, self.latency_s, self.prompt_tokens, self.fim)
+    def for_trigger(self, invoked: bool, max_items: int) -> "Outcome":
+        """The same outcome with the items an automatic (one) or invoked (several) request offers.
+
+        A request shares the result of one of the other kind: an automatic run kept one item, from
+        which an invoked request gets its several again (they are cuts of the same text).
+        """
+        from rest_lsp.completion.service import candidates_of  # service imports this module
+
+        items = candidates_of(self.items[0], invoked, max_items) if self.items else []
+        return Outcome(self.request_id, items, self.stats, self.latency_s, self.prompt_tokens, self.fim)
 
     def summary(self) -> str:
         """One log line of figures."""

@@ -4,9 +4,14 @@
 --                   "col": 0, "type": "", "out": ..., "timeout_ms": 120000}' nvim --headless --clean -S complete.lua
 -- (line 1-based, col 0-based bytes).  With "type", those keys are typed at the position and the
 -- completion must come by itself (autotrigger); without, it is asked for (vim.lsp.completion.get).
+-- With "after_dismiss" (ghost text of Neovim 0.11), the ghost text is dismissed (C-]) and asked
+-- for again (C-Space); then "line" accepts its first line (C-l), "cycle" shows the next item
+-- (M-]) and accepts that (Tab).
 -- It writes a JSON report to `out`:
---   { mode, items (what the editor offered), lines (the buffer after accepting), cursor, status,
---     statusline, error }; with "commands": true also status_message and statusline_off.
+--   { mode, items (what the editor offered), ghost (the extmarks drawn), lines (the buffer after
+--     accepting), cursor, status, statusline, error }; with "commands": true also status_message
+--     and statusline_off; with "after_dismiss" also dismissed_lines (the buffer once the ghost
+--     text was dismissed), ghost_invoked (drawn on request) and, cycling, ghost_next.
 -- Every wait is on a condition with a timeout: blocking `vim.wait` while no key has to be
 -- typed, then (in insert mode, where typed keys are only read from the main loop) timers.
 
@@ -152,15 +157,50 @@ local ok, err = xpcall(function()
         poll('ghost text', function()
           return ns and #api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, {}) > 0
         end, timeout, function()
-          local marks = api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { details = true })
-          report.ghost = vim.tbl_map(function(m)
-            return { virt_text = m[4].virt_text, virt_lines = m[4].virt_lines }
-          end, marks)
+          -- what is drawn: the virtual text and lines of the ghost-text extmarks
+          local function ghost_marks()
+            return vim.tbl_map(function(m)
+              return { virt_text = m[4].virt_text, virt_lines = m[4].virt_lines }
+            end, api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { details = true }))
+          end
+          report.ghost = ghost_marks()
           local shown = api.nvim_buf_get_lines(bufnr, 0, -1, false) -- typed keys included
-          keys('<Tab>')
-          poll('accepted text', function()
-            return not vim.deep_equal(api.nvim_buf_get_lines(bufnr, 0, -1, false), shown)
-          end, 10000, done)
+          local function accept(key)
+            keys(key)
+            poll('accepted text', function()
+              return not vim.deep_equal(api.nvim_buf_get_lines(bufnr, 0, -1, false), shown)
+            end, 10000, done)
+          end
+          if not spec.after_dismiss then
+            accept('<Tab>')
+            return
+          end
+          -- the dismiss key removes the ghost text and leaves the buffer; the trigger key asks
+          -- again, explicitly (several items); then the accept-line key inserts the first line of
+          -- the first, or the next key shows the second, which Tab inserts
+          keys('<C-]>')
+          poll('ghost text dismissed', function()
+            return #api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, {}) == 0
+          end, 10000, function()
+            report.dismissed_lines = api.nvim_buf_get_lines(bufnr, 0, -1, false)
+            keys('<C-Space>')
+            poll('ghost text on request', function()
+              return #api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, {}) > 0
+            end, timeout, function()
+              report.ghost_invoked = ghost_marks()
+              if spec.after_dismiss == 'line' then
+                accept('<C-l>')
+                return
+              end
+              keys('<M-]>')
+              poll('next ghost text', function()
+                return not vim.deep_equal(ghost_marks(), report.ghost_invoked)
+              end, 10000, function()
+                report.ghost_next = ghost_marks()
+                accept('<Tab>')
+              end)
+            end)
+          end)
         end)
       else
         -- Neovim 0.11: the completion popup; <C-y> accepts the selected (first) item

@@ -3,10 +3,12 @@
 // save.  Reads a JSON spec from REST_LSP_E2E:
 //   { url, chromium, file (name for Quick Open), path (its path: saving waits for it to change),
 //     type (text to type at the end of the file),
-//     expected (the ghost text to wait for), expected_invoked (after Esc and Alt+\, Tab accepts it),
+//     expected (the ghost text to wait for), expected_invoked (after Esc and Alt+\),
+//     expected_next (after Alt+], the request's next item; Tab accepts the last one shown),
 //     screenshot, out, timeout_ms, classic (use the suggestion list instead of the ghost text),
 //     bad_server_path: optional, set in the Settings editor at the end (a missing server) }
-// and writes a JSON report to `out`: { ghost, statusbar, saved, not_found_message, error, events }.
+// and writes a JSON report to `out`: { ghost, ghost_invoked, ghost_next, statusbar, saved, status_output,
+//     not_found_message, suggestions, error, events }.
 // Every wait is on a condition with a timeout (no fixed sleeps).
 'use strict';
 
@@ -168,10 +170,18 @@ async function main() {
                 return { ok: ghost === spec.expected_invoked, value: ghost };
             }, 60000);
         }
+        if (spec.expected_next !== undefined) {
+            // Alt+] (Show Next Inline Suggestion) cycles to the request's next item
+            await page.keyboard.press('Alt+BracketRight');
+            report.ghost_next = await waitFor('next ghost text', async () => {
+                const ghost = await page.evaluate(ghostText);
+                return { ok: ghost === spec.expected_next, value: ghost };
+            }, 30000);
+        }
         await page.keyboard.press('Tab');
         // accepted: the text is in the document now (a fast server may already show the next
         // completion as new ghost text, so "no ghost text" is not the sign)
-        const accepted = spec.expected_invoked !== undefined ? spec.expected_invoked : spec.expected;
+        const accepted = [spec.expected_next, spec.expected_invoked, spec.expected].find((t) => t !== undefined);
         await waitFor('completion accepted', async () => {
             const text = await page.evaluate(documentText);
             return { ok: text.includes(accepted.trim()), value: text.slice(-200) };

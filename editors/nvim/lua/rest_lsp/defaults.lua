@@ -19,9 +19,9 @@ return {
     accept = '<Tab>', -- accept the ghost text (falls back to a Tab)
     accept_line = '<C-l>', -- 0.11 ghost text: accept its first line
     dismiss = '<C-]>', -- 0.11 ghost text: dismiss it
-    next = '<M-]>', -- 0.12: next candidate
-    prev = '<M-[>', -- 0.12: previous candidate
-    trigger = '<C-Space>', -- 0.11: ask for a completion now (popup: accept with <C-y>)
+    next = '<M-]>', -- ghost text: next candidate
+    prev = '<M-[>', -- ghost text: previous candidate
+    trigger = '<C-Space>', -- 0.11: ask for a completion now, several candidates (popup: accept with <C-y>)
   },
   -- server settings, nested like the server's configuration (rest-lsp config sections)
   settings = {

@@ -1,14 +1,16 @@
 -- Ghost text for Neovim 0.11 (0.12+ has vim.lsp.inline_completion): the plugin asks for
 -- `textDocument/inlineCompletion` itself, debounced, cancelling the request in flight, and draws
 -- the first item with extmarks (the first line inline at the cursor, the rest as virtual lines).
--- Accept it whole (Tab), its first line only, or dismiss it; moving or typing clears it.
+-- Accept it whole (Tab), its first line only, or dismiss it; cycle through the items of an
+-- explicit request (several); moving or typing clears it.
 
 local M = {}
 
 local api, uv = vim.api, vim.uv or vim.loop
 M.ns = api.nvim_create_namespace('rest_lsp_ghost')
 
---- Per buffer: { timer, pending = { client, id }, item = { text, row, start_col, col, command, client } }
+--- Per buffer: { timer, pending = { client, id }, items (the candidates of the last result), index,
+--- item = items[index] shown: { text, row, start_col, col, command, client } }
 local buffers = {}
 
 local function client_call(client, method, ...)
@@ -25,11 +27,11 @@ local function cancel(b)
   end
 end
 
---- Remove the ghost text of `bufnr` (and forget its item).
+--- Remove the ghost text of `bufnr` (and forget its items).
 function M.clear(bufnr)
   local b = buffers[bufnr]
   if b then
-    b.item = nil
+    b.item, b.items = nil, nil
   end
   if api.nvim_buf_is_valid(bufnr) then
     api.nvim_buf_clear_namespace(bufnr, M.ns, 0, -1)
@@ -59,6 +61,48 @@ local function byte_col(line, character, encoding)
   return math.min(character, #line)
 end
 
+--- The items of a result that fit at (row, col): { text, start_col, command } each, where the
+--- text replaces [start_col, col] of the line (what is typed there already is not drawn again).
+local function candidates(bufnr, client, result, row, col)
+  local line = api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+  local out = {}
+  for _, item in ipairs(result and (result.items or result) or {}) do
+    local text = item_text(item)
+    local start_col = col
+    if item.range and item.range.start.line == row then
+      start_col = byte_col(line, item.range.start.character, client.offset_encoding)
+    end
+    local typed = line:sub(start_col + 1, col)
+    if text and text ~= '' and text:sub(1, #typed) == typed then
+      table.insert(out, { text = text, start_col = start_col, command = item.command })
+    end
+  end
+  return out
+end
+
+--- Draw the candidate `b.items[b.index]` at the cursor: its first line inline, the rest as
+--- virtual lines; with several, its place among them at the end (as vim.lsp.inline_completion does).
+local function draw(bufnr, b)
+  api.nvim_buf_clear_namespace(bufnr, M.ns, 0, -1)
+  local it = b.items[b.index]
+  local typed = #(api.nvim_buf_get_lines(bufnr, it.row, it.row + 1, false)[1] or ''):sub(it.start_col + 1, it.col)
+  local lines = vim.split(it.text:sub(typed + 1), '\n', { plain = true })
+  local chunks = {}
+  for i, text in ipairs(lines) do
+    chunks[i] = { { text, 'Comment' } }
+  end
+  if #b.items > 1 then
+    table.insert(chunks[#chunks], { (' (%d/%d)'):format(b.index, #b.items), 'NonText' })
+  end
+  api.nvim_buf_set_extmark(bufnr, M.ns, it.row, it.col, {
+    virt_text = chunks[1],
+    virt_text_pos = 'inline',
+    virt_lines = #chunks > 1 and { unpack(chunks, 2) } or nil,
+    hl_mode = 'combine',
+  })
+  b.item = it
+end
+
 local function show(bufnr, client, result, row, col, tick)
   local b = buffers[bufnr]
   if not b or not api.nvim_buf_is_valid(bufnr) or api.nvim_buf_get_changedtick(bufnr) ~= tick then
@@ -69,38 +113,32 @@ local function show(bufnr, client, result, row, col, tick)
     or api.nvim_get_mode().mode:sub(1, 1) ~= 'i' then
     return
   end
-  local items = result and (result.items or result) or {}
-  local item = items[1]
-  local text = item and item_text(item)
-  if not text or text == '' then
+  local items = candidates(bufnr, client, result, row, col)
+  if #items == 0 then
     return
   end
-  local line = api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
-  -- the item replaces [range.start, cursor]: what is typed there already is not drawn again
-  local start_col = col
-  if item.range and item.range.start.line == row then
-    start_col = byte_col(line, item.range.start.character, client.offset_encoding)
+  for _, it in ipairs(items) do
+    it.row, it.col, it.client = row, col, client
   end
-  local typed = line:sub(start_col + 1, col)
-  if text:sub(1, #typed) ~= typed then
-    return
-  end
-  local lines = vim.split(text:sub(#typed + 1), '\n', { plain = true })
-  local virt_lines = {}
-  for i = 2, #lines do
-    table.insert(virt_lines, { { lines[i], 'Comment' } })
-  end
-  api.nvim_buf_set_extmark(bufnr, M.ns, row, col, {
-    virt_text = { { lines[1], 'Comment' } },
-    virt_text_pos = 'inline',
-    virt_lines = #virt_lines > 0 and virt_lines or nil,
-    hl_mode = 'combine',
-  })
-  b.item = { text = text, row = row, start_col = start_col, col = col, command = item.command, client = client }
+  b.items, b.index = items, 1
+  draw(bufnr, b)
 end
 
---- Ask for a completion at the cursor now (the request in flight is cancelled).
-function M.request(bufnr, client)
+--- Show the candidate `count` places after the one shown (before it when negative, wrapping
+--- around); false when no ghost text is shown.
+function M.select(bufnr, count)
+  local b = buffers[bufnr]
+  if not (b and b.item and b.items) then
+    return false
+  end
+  b.index = (b.index - 1 + count) % #b.items + 1
+  draw(bufnr, b)
+  return true
+end
+
+--- Ask for a completion at the cursor now (the request in flight is cancelled); `invoked`: the
+--- user asked (the server answers at once, without its debounce), else typing did.
+function M.request(bufnr, client, invoked)
   local b = buffers[bufnr]
   if not b then
     return
@@ -110,7 +148,7 @@ function M.request(bufnr, client)
   local row, col = unpack(api.nvim_win_get_cursor(0))
   row = row - 1
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
-  params.context = { triggerKind = 2 } -- automatic
+  params.context = { triggerKind = invoked and 1 or 2 } -- Invoked or Automatic
   local tick = api.nvim_buf_get_changedtick(bufnr)
   local ok, id = client_call(client, 'request', 'textDocument/inlineCompletion', params, function(err, result)
     if b.pending and b.pending.tick == tick then
@@ -154,7 +192,8 @@ function M.accept(bufnr, line_only)
   return true
 end
 
---- Ghost text in `bufnr` for `client`; `keys` = { accept, accept_line, dismiss }, `delay` in ms.
+--- Ghost text in `bufnr` for `client`; `keys` = { accept, accept_line, dismiss, next, prev },
+--- `delay` in ms.
 function M.attach(bufnr, client, keys, delay)
   if buffers[bufnr] then
     return
@@ -213,7 +252,8 @@ function M.attach(bufnr, client, keys, delay)
       buffers[bufnr] = nil
     end,
   })
-  local function map(lhs, line_only_or_dismiss, desc)
+  -- each key acts on the ghost text when one is shown, else is the key itself
+  local function map(lhs, action, desc)
     if not lhs then
       return
     end
@@ -221,19 +261,25 @@ function M.attach(bufnr, client, keys, delay)
       if not M.visible(bufnr) then
         return lhs
       end
-      vim.schedule(function()
-        if line_only_or_dismiss == 'dismiss' then
-          M.clear(bufnr)
-        else
-          M.accept(bufnr, line_only_or_dismiss == 'line')
-        end
-      end)
+      vim.schedule(action)
       return ''
     end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = desc })
   end
-  map(keys.accept, 'all', 'rest-lsp: accept the ghost text')
-  map(keys.accept_line, 'line', 'rest-lsp: accept the first line of the ghost text')
-  map(keys.dismiss, 'dismiss', 'rest-lsp: dismiss the ghost text')
+  map(keys.accept, function()
+    M.accept(bufnr, false)
+  end, 'rest-lsp: accept the ghost text')
+  map(keys.accept_line, function()
+    M.accept(bufnr, true)
+  end, 'rest-lsp: accept the first line of the ghost text')
+  map(keys.dismiss, function()
+    M.clear(bufnr)
+  end, 'rest-lsp: dismiss the ghost text')
+  map(keys.next, function()
+    M.select(bufnr, 1)
+  end, 'rest-lsp: next completion')
+  map(keys.prev, function()
+    M.select(bufnr, -1)
+  end, 'rest-lsp: previous completion')
 end
 
 return M

@@ -6,10 +6,13 @@ function M.check()
   health.start('rest-lsp')
   local v = vim.version()
   local version = ('%d.%d.%d'):format(v.major, v.minor, v.patch)
+  local ui = (require('rest_lsp').config or {}).ui or 'ghost'
   if vim.lsp.inline_completion then
     health.ok('Neovim ' .. version .. ': inline completion (ghost text) through vim.lsp.inline_completion')
+  elseif ui ~= 'popup' then
+    health.ok('Neovim ' .. version .. ': ghost text drawn by the plugin (0.12+ uses vim.lsp.inline_completion)')
   elseif vim.lsp.completion then
-    health.ok('Neovim ' .. version .. ': completion popup through vim.lsp.completion (0.12+ adds ghost text)')
+    health.ok('Neovim ' .. version .. ": completion popup through vim.lsp.completion (ui = 'popup')")
   else
     health.warn('Neovim ' .. version .. ': no vim.lsp.completion; completions come through omnifunc only',
       { 'Upgrade to Neovim 0.11 or later' })
@@ -29,7 +32,7 @@ function M.check()
       "or pass its full path: require('rest_lsp').setup({ cmd = { '/path/to/rest-lsp', 'serve', '--stdio' } })",
     })
   end
-  local clients = vim.lsp.get_clients and vim.lsp.get_clients({ name = 'rest-lsp' }) or {}
+  local clients = vim.lsp.get_clients and vim.lsp.get_clients({ name = 'rest_lsp' }) or {}
   if #clients > 0 then
     health.ok(('server running (client %d), mode %s, phase %s'):format(clients[1].id, tostring(rest.mode),
       tostring(rest.state.phase)))

@@ -2,8 +2,9 @@
 --
 -- Neovim >= 0.12: ghost text through `vim.lsp.inline_completion` (Tab accepts, M-] / M-[ cycle).
 -- Neovim 0.11: ghost text drawn by the plugin (rest_lsp.ghost: Tab accepts, C-l accepts a line,
--- C-] dismisses), or with `ui = 'popup'` the completion popup through `vim.lsp.completion`
--- (multi-line items are inserted whole on accept).  Neovim 0.10: the omnifunc (<C-x><C-o>).
+-- C-] dismisses, C-Space asks, M-] / M-[ cycle), or with `ui = 'popup'` the completion popup
+-- through `vim.lsp.completion` (multi-line items are inserted whole on accept).  Neovim 0.10:
+-- the omnifunc (<C-x><C-o>).
 --
 --   require('rest_lsp').setup({ settings = { decoding = { max_new_tokens = 32 } } })
 --
@@ -268,7 +269,7 @@ local function on_attach(client, bufnr)
     local delay = math.max(vim.tbl_get(config, 'settings', 'server', 'debounce_ms') or 75, 10)
     require('rest_lsp.ghost').attach(bufnr, client, keys, delay)
     map(keys.trigger, function()
-      require('rest_lsp.ghost').request(bufnr, client)
+      require('rest_lsp.ghost').request(bufnr, client, true)
     end, { desc = 'rest-lsp: complete now' })
     M.mode = 'ghost'
   elseif vim.lsp.completion and supports('textDocument/completion') then
