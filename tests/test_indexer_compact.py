@@ -18,9 +18,9 @@ VOCAB = 12
 IDENTITY = "test-tokenizer"
 
 
-def shard_of(docs: list[list[int]]) -> Shard:
+def shard_of(docs: list[list[int]], width: int = 2, vocab: int = VOCAB) -> Shard:
     return Shard.from_docs([Doc(f"d{i}", np.asarray(d, dtype=np.int64)) for i, d in enumerate(docs)],
-                           token_dtype=np.dtype(">u2"), separator_id=SEP, vocab_size=VOCAB)
+                           token_dtype=np.dtype(f">u{width}"), separator_id=SEP, vocab_size=vocab)
 
 
 def brute_trees(docs: list[list[int]], s: CompactSettings) -> dict[tuple[int, ...], tuple[int, set]]:
@@ -64,6 +64,63 @@ def test_every_kept_tree_equals_brute_force(docs, max_n, depth, tree_nodes):
     assert got == ranked  # count desc, shorter first, then key order
     for (key, blob), gram in zip(entries, got):
         assert set(compact.unpack_tree(blob, 2)) == truth[gram][1], gram
+
+
+#: token ids whose big-endian bytes hold 0x00 and 0xFF (keys are compared byte-wise), per width
+EDGE_IDS = {2: [1, 0xFF, 0x100, 0xFF00, 0xFFFE], 4: [1, 0x100, 0xFF00, 0x10000, 0x100FF]}
+
+
+def cut_to_span(tree: set, span: int) -> set:
+    """A stored tree's (continuation, count) pairs cut to ``span`` tokens, equal ones merged."""
+    merged: dict[tuple[int, ...], int] = {}
+    for tokens, count in tree:
+        merged[tokens[:span]] = merged.get(tokens[:span], 0) + count
+    return set(merged.items())
+
+
+@settings(max_examples=40, deadline=None)
+@given(width=st.sampled_from([2, 4]), data=st.data())
+def test_lookup_equals_a_scan_of_every_kept_ngram(width, data):
+    import tempfile
+    from pathlib import Path
+
+    ids = EDGE_IDS[width]
+    docs = data.draw(st.lists(st.lists(st.sampled_from(ids), min_size=1, max_size=25), min_size=1, max_size=5))
+    s = CompactSettings(max_n=data.draw(st.integers(1, 4)), depth=3, tree_nodes=6, min_count=2)
+    entries, _ = compact_build.compact_entries([shard_of(docs, width, vocab=ids[-1] + 1)], s)
+    truth = brute_trees(docs, s)
+    unusable = [-1, (1 << (8 * width)) - 1]  # ids a key cannot hold end the usable suffix
+    with tempfile.TemporaryDirectory() as tmp:
+        out = compact_build.write_compact(Path(tmp) / "c", entries, s, width=width, tokenizer_identity=IDENTITY,
+                                          source="", source_tokens=0, sync=False)
+        c = CompactIndex.open(out)
+        for _ in range(20):
+            ctx = data.draw(st.lists(st.sampled_from(ids + unusable), max_size=6))
+            span = data.draw(st.one_of(st.none(), st.integers(1, s.depth)))
+            usable = next((k for k, t in enumerate(reversed(ctx)) if t in unusable), len(ctx))
+            n = next((n for n in range(min(usable, s.max_n), 0, -1) if tuple(ctx[-n:]) in truth), 0)
+            cands, got_n = c.lookup(ctx, span)
+            assert got_n == n
+            if n:
+                tree = truth[tuple(ctx[-n:])][1]
+                want = tree if span is None else cut_to_span(tree, span)
+                assert {(x.tokens, x.count) for x in cands} == want and len(cands) == len(want)
+                assert all(x.source == "corpus-compact" and x.suffix_len == n for x in cands)
+            else:
+                assert cands == []
+
+
+def test_candidates_made_slot_by_slot_equal_constructed_ones(monkeypatch):
+    from indexer.retrieval import Candidate
+
+    conts, counts = ((5, 6, 7), (5,), (300, 70000)), (9, 4, 1)
+    want = tuple(Candidate(t, k, "corpus-compact", 2) for t, k in zip(conts, counts))
+    made = compact.make_candidates(conts, counts, 2)
+    assert made == want and all(type(x) is Candidate for x in made)
+    assert [hash(x) for x in made] == [hash(x) for x in want]
+    monkeypatch.setattr(compact, "_slots_settable", lambda: False)  # a Candidate with other fields
+    assert compact.make_candidates(conts, counts, 2) == want
+    assert compact.make_candidates((), (), 1) == ()
 
 
 def build_dir(tmp_path, docs, **kw) -> tuple:
