@@ -21,7 +21,7 @@ def a_tree() -> TreeInputs:
     parents = np.array([-1, 0, 0, 1])
     mask = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 1]], dtype=bool)
     return TreeInputs(tokens=np.array([5, 9, 11, 7]), depths=np.array([0, 1, 1, 2]), parents=parents,
-                      ancestor_mask=mask, retrieve_indices=np.array([[0, 1, 3], [0, 2, -1]]))
+                      ancestor_mask=mask, child_of={(0, 9): 1, (0, 11): 2, (1, 7): 3})
 
 
 @pytest.mark.parametrize("arch", SUPPORTED_TYPES)

@@ -105,25 +105,21 @@ def _paths(tree):
     return {tuple(tree.tokens[j] for j in tree.path(i)[1:]) for i in range(1, len(tree))}
 
 
-@settings(max_examples=150, deadline=None)
-@given(candidates_st, st.integers(1, 6), st.integers(0, 3))
-def test_pruned_candidates_keep_the_size_and_the_nesting(cands, max_budget, less):
-    """With more candidates than kept, the tree still has min(budget, full trie) nodes, and
-    every budget up to ``max_budget`` cuts the same trie (nested trees)."""
-    from unittest import mock
+@settings(max_examples=300, deadline=None)
+@given(candidates_st, st.integers(0, 20), st.one_of(st.none(), st.integers(1, 7)), st.integers(1, 24),
+       st.booleans())
+def test_lazy_cut_equals_the_cut_of_the_whole_trie(cands, budget, max_depth, max_budget, equal_weights):
+    """``build_draft_tree`` expands only picked nodes; its tree is the full trie's best-first cut,
+    node for node (tokens, parents, depths, ranks, weights), ties included."""
+    from rest_lsp.engine.draft_tree import select_tree
 
-    from rest_lsp.engine import draft_tree
-
-    weights = candidate_weights(cands)
-    full_nodes = len(build_trie(cands, weights).token) - 1
-    with mock.patch.object(draft_tree, "CANDIDATES_PER_NODE", 1):  # keep = max_budget candidates
-        tree = build_draft_tree(99, cands, max_budget, weights=weights, max_budget=max_budget)
-        smaller = build_draft_tree(99, cands, max(max_budget - less, 0), weights=weights,
-                                   max_budget=max_budget)
-    assert len(tree) - 1 == min(max_budget, full_nodes)
-    first = {tuple(tree.tokens[j] for j in tree.path(i)[1:]) for i in range(1, len(tree))
-             if tree.ranks[i] <= len(smaller) - 1}
-    assert _paths(smaller) == first
+    weights = [1.0] * len(cands) if equal_weights else candidate_weights(cands)
+    tree = build_draft_tree(99, cands, budget, weights=weights, max_depth=max_depth, max_budget=max_budget)
+    if budget <= 0 or not cands:
+        assert tree.tokens == (99,)
+        return
+    depth = max(budget, max_budget) if max_depth is None else min(max_depth, max(budget, max_budget))
+    assert tree == select_tree(build_trie(cands, weights, depth), 99, budget)
 
 
 def test_tree_inputs_mask_positions_and_leaf_paths():

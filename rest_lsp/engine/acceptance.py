@@ -41,20 +41,24 @@ class Acceptance:
 
 
 def greedy_accept(inputs: TreeInputs, predicted: np.ndarray) -> Acceptance:
-    """Longest path whose drafts equal the argmax of their parents; ``predicted``: [n] argmax ids."""
-    retrieve = inputs.retrieve_indices  # [n_leaves, width]
-    valid = retrieve[:, 1:] >= 0
-    drafts = inputs.tokens[np.where(valid, retrieve[:, 1:], 0)]  # [n_leaves, width - 1]
-    wanted = predicted[np.where(valid, retrieve[:, :-1], 0)]  # [n_leaves, width - 1]
-    ok = (drafts == wanted) & valid
-    lengths = np.cumprod(ok, axis=1).sum(axis=1) if ok.shape[1] else np.zeros(len(ok), np.int64)
-    best = int(np.argmax(lengths))  # first longest row; in a trie all longest rows share the path
-    nodes = tuple(int(i) for i in retrieve[best, : int(lengths[best]) + 1])
-    return Acceptance(
-        nodes=nodes,
-        drafts=tuple(int(inputs.tokens[i]) for i in nodes[1:]),
-        bonus=int(predicted[nodes[-1]]),
-    )
+    """Longest path whose drafts equal the argmax of their parents; ``predicted``: [n] argmax ids.
+
+    Siblings hold distinct tokens (a trie), so at most one child of a node matches its argmax:
+    walking down from the root finds the longest accepted path.
+    """
+    wanted = predicted.tolist()
+    child_of = inputs.child_of
+    nodes = [0]
+    drafts: list[int] = []
+    node = 0
+    while True:
+        child = child_of.get((node, wanted[node]))
+        if child is None:
+            break
+        nodes.append(child)
+        drafts.append(wanted[node])
+        node = child
+    return Acceptance(nodes=tuple(nodes), drafts=tuple(drafts), bonus=wanted[node])
 
 
 def sample_accept(inputs: TreeInputs, probs: np.ndarray, rng: np.random.Generator) -> Acceptance:

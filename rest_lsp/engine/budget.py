@@ -165,13 +165,10 @@ class AdaptiveBudget:
         """The budget with the highest expected tokens per second right now."""
         rows = np.arange(1, self.max_budget + 2)
         seconds = self.cost.curve(rows) + self.overhead_s  # [max_budget + 1]
-        best_b, best_speed, accepted = 0, -1.0, 0.0
-        for b, mean in enumerate(self.acceptance.means):
-            accepted = max(accepted, mean)  # monotone: a larger tree never accepts less
-            speed = (1.0 + accepted) / seconds[b]
-            if speed > best_speed:  # ties go to the smaller budget
-                best_b, best_speed = b, speed
-        return best_b
+        # monotone: a larger tree never accepts less
+        accepted = np.maximum.accumulate(np.maximum(np.asarray(self.acceptance.means), 0.0))
+        speed = (1.0 + accepted) / seconds[: len(accepted)]
+        return int(np.argmax(speed))  # the first best: ties go to the smaller budget
 
     def budget(self) -> int:
         b = self.best()

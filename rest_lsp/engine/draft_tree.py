@@ -1,6 +1,7 @@
 """The draft tree: a trie of candidate continuations and its prefix-closed best-``budget`` cut.
 
-Pure Python (no torch).  A node's weight is the summed weight of the candidates through it, so
+Pure Python (no torch).  ``build_trie`` and ``select_tree`` state the cut plainly (and are the
+reference the tests hold ``build_draft_tree``'s lazy construction to).  A node's weight is the summed weight of the candidates through it, so
 weight never grows down a path; picking nodes best-first from the frontier therefore returns a
 prefix-closed tree, and the pick order is nested: the tree for budget ``b`` is the first ``b``
 picks of the tree for any larger budget (the adaptive budget relies on this).
@@ -14,8 +15,6 @@ from typing import Sequence
 
 from rest_lsp.engine.drafter import Candidate, candidate_weights
 
-#: candidates kept per draft-tree node before the trie is built (the heaviest ones)
-CANDIDATES_PER_NODE = 4
 #: the budget bound assumed when a caller does not give one (DecodingConfig.max_draft_budget)
 DEFAULT_MAX_BUDGET = 64
 
@@ -140,11 +139,12 @@ def build_draft_tree(
 ) -> DraftTree:
     """The draft tree of at most ``budget`` draft tokens below ``root_token``.
 
-    ``max_budget``: the largest budget this caller asks for (the adaptive budget's bound).  The
-    trie is built from the ``CANDIDATES_PER_NODE * max_budget`` heaviest candidates, so every
-    budget up to it cuts the same trie: the trees stay nested.  When those candidates give fewer
-    than ``max_budget`` nodes, the trie is built from all of them: the tree always has exactly
-    ``min(budget, nodes of the full trie)`` draft tokens.
+    The same tree as ``select_tree(build_trie(candidates, weights, max_depth), ...)``, built
+    lazily: a node's children are counted only when the node is picked, so the work follows the
+    candidates through the picked nodes instead of every token of every candidate (the trie was
+    the largest part of a step's overhead: ~140 candidates of ~5 tokens for ~20 picked nodes).
+    ``max_budget``: the largest budget this caller asks for (a tree is never deeper); the trees
+    of any two budgets are nested whatever it is.
     """
     if budget <= 0 or not candidates:
         return DraftTree((int(root_token),), (-1,), (0,), (0,), (0.0,))
@@ -153,13 +153,45 @@ def build_draft_tree(
     max_depth = max_budget if max_depth is None else min(max_depth, max_budget)
     if weights is None:
         weights = candidate_weights(candidates)
-    keep = CANDIDATES_PER_NODE * max_budget
-    if len(candidates) > keep:
-        # the trie is the hot spot of a step's overhead, and a tree of ``budget`` nodes is made of
-        # the heaviest candidates: the light tail of a long list only nudges a few weights
-        order = sorted(range(len(candidates)), key=lambda i: -weights[i])[:keep]
-        order.sort()  # the original order: ties in the trie keep their first-seen order
-        trie = build_trie([candidates[i] for i in order], [weights[i] for i in order], max_depth)
-        if len(trie.token) - 1 >= max_budget:
-            return select_tree(trie, root_token, budget)
-    return select_tree(build_trie(candidates, weights, max_depth), root_token, budget)
+    paths = [c.tokens for c in candidates]
+    # nodes are numbered in pick order (the root is 0): a node's id is its pick rank
+    token, parent, depth, weight = [-1], [-1], [0], [0.0]
+    # (-weight, depth, parent's pick rank, token, parent, candidates through it): the ordering of
+    # ``select_tree``; the first four fields already tell any two entries apart
+    frontier: list[tuple[float, int, int, int, int, list[int]]] = []
+
+    def push_children(node: int, members: list[int], d: int) -> None:
+        groups: dict[int, list] = {}
+        for i in members:
+            path = paths[i]
+            if len(path) > d:
+                group = groups.get(path[d])
+                if group is None:
+                    groups[path[d]] = [weights[i], [i]]
+                else:
+                    group[0] += weights[i]
+                    group[1].append(i)
+        for tok, (w, through) in groups.items():
+            heapq.heappush(frontier, (-w, d + 1, node, tok, node, through))
+
+    push_children(0, [i for i, w in enumerate(weights) if w > 0], 0)
+    while frontier and len(token) <= budget:
+        neg_w, d, _, tok, par, through = heapq.heappop(frontier)
+        node = len(token)
+        token.append(tok)
+        parent.append(par)
+        depth.append(d)
+        weight.append(-neg_w)
+        if d < max_depth:
+            push_children(node, through, d)
+    # BFS order: by depth, then by pick rank; parents therefore precede children
+    order = sorted(range(1, len(token)), key=lambda n: (depth[n], n))
+    flat_of = {0: 0}
+    flat_of.update((n, i) for i, n in enumerate(order, 1))
+    return DraftTree(
+        tokens=(int(root_token),) + tuple(token[n] for n in order),
+        parents=(-1,) + tuple(flat_of[parent[n]] for n in order),
+        depths=(0,) + tuple(depth[n] for n in order),
+        ranks=(0,) + tuple(order),
+        weights=(0.0,) + tuple(weight[n] for n in order),
+    )

@@ -20,6 +20,7 @@ from rest_lsp.engine.budget import BudgetPolicy
 from rest_lsp.engine.draft_tree import build_draft_tree
 from rest_lsp.engine.drafter import Candidate, Drafter, candidate_weights, source_credit
 from rest_lsp.engine.forward import verify_tree
+from rest_lsp.engine.readout import argmax_rows, top_k_rows
 from rest_lsp.engine.sampling import SamplingParams, probabilities
 from rest_lsp.engine.stats import GenerationStats
 from rest_lsp.engine.tree_inputs import tree_inputs
@@ -89,7 +90,7 @@ def speculative_decode(
         else:
             logits = verify_tree(model, cache, inputs)  # [n, vocab]
         if sampling is None:
-            predicted = logits.argmax(dim=-1).cpu().numpy()  # [n]
+            predicted = argmax_rows(logits)  # [n]
         else:
             probs = probabilities(logits, sampling)  # [n, vocab]
         t3 = time.perf_counter()
@@ -101,8 +102,7 @@ def speculative_decode(
             # drafters that recycle the model's own top-k (Token Recycling); the accepted rows
             # only, as top-k over the whole vocabulary costs about as much per row as argmax
             rows = list(acc.nodes)
-            top_k = logits[rows].topk(TOP_K, dim=-1).indices.cpu().numpy()  # [len(rows), TOP_K]
-            observe(inputs.tokens[rows], top_k)
+            observe(inputs.tokens[rows], top_k_rows(logits, rows, TOP_K))  # [len(rows)], [len(rows), TOP_K]
         kv_cache.keep_rows(cache, past, acc.nodes)
         new = acc.new_tokens
         context.extend(new)

@@ -8,6 +8,7 @@ left-to-right decode would give it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +28,23 @@ class TreeInputs:
     parents: np.ndarray
     #: [n, n] bool, ancestor_mask[i, j]: node i may attend to node j (ancestor or itself)
     ancestor_mask: np.ndarray
-    #: [n_leaves, max_depth + 1] node indices of each root-to-leaf path, padded with -1
-    retrieve_indices: np.ndarray
+    #: (parent, token) -> node: the child of ``parent`` that drafts ``token`` (a trie: at most one)
+    child_of: dict[tuple[int, int], int]
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @functools.cached_property
+    def retrieve_indices(self) -> np.ndarray:
+        """[n_leaves, max_depth + 1] node indices of each root-to-leaf path, padded with -1."""
+        is_leaf = np.ones(len(self.parents), dtype=bool)
+        is_leaf[self.parents[self.parents >= 0]] = False
+        leaves = np.flatnonzero(is_leaf)
+        retrieve = np.full((len(leaves), int(self.depths.max()) + 1), -1, dtype=np.int64)
+        for row, leaf in enumerate(leaves):
+            path = np.flatnonzero(self.ancestor_mask[leaf])  # ancestors come first: root-first
+            retrieve[row, : len(path)] = path
+        return retrieve
 
     def position_ids(self, context_len: int) -> np.ndarray:
         """[n] position of each node after ``context_len`` cached tokens."""
@@ -46,27 +59,19 @@ def tree_inputs(tree: DraftTree) -> TreeInputs:
     """The attention inputs of ``tree`` (parents must precede children, as BFS order gives)."""
     n = len(tree)
     parents = np.asarray(tree.parents, dtype=np.int64)
-    depths = np.asarray(tree.depths, dtype=np.int64)
     mask = np.zeros((n, n), dtype=bool)
-    for i in range(n):
-        p = parents[i]
+    child_of: dict[tuple[int, int], int] = {}
+    for i, (p, token) in enumerate(zip(tree.parents, tree.tokens)):
         if p >= 0:
             if p >= i:
                 raise ValueError(f"node {i} comes before its parent {p}: not in BFS order")
             mask[i] = mask[p]
+            child_of[(p, token)] = i
         mask[i, i] = True
-    is_leaf = np.ones(n, dtype=bool)
-    is_leaf[parents[parents >= 0]] = False
-    leaves = np.flatnonzero(is_leaf)
-    width = int(depths.max()) + 1
-    retrieve = np.full((len(leaves), width), -1, dtype=np.int64)
-    for row, leaf in enumerate(leaves):
-        path = np.flatnonzero(mask[leaf])  # ancestors have smaller indices: already root-first
-        retrieve[row, : len(path)] = path
     return TreeInputs(
         tokens=np.asarray(tree.tokens, dtype=np.int64),
-        depths=depths,
+        depths=np.asarray(tree.depths, dtype=np.int64),
         parents=parents,
         ancestor_mask=mask,
-        retrieve_indices=retrieve,
+        child_of=child_of,
     )
