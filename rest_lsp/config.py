@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rest_lsp.errors import ConfigError
@@ -150,10 +149,16 @@ class RetrievalConfig:
     max_nodes: int = 128
     #: seed of the sample taken when a suffix has more than max_candidates matches
     sample_seed: int = 0
+    #: ask the datastore only while its drafts pay for its time (accepted tokens no other
+    #: source proposed, against its cost per step; asked every 8th step regardless): on a CPU
+    #: a ~0.4 ms retrieval is worth it on real code, not on every workload
+    gate: bool = True
     #: tokens of the model's own recent outputs kept as the "history" draft source (0: off)
     history_tokens: int = 50_000
-    #: dense drafts (DReSD) from the workspace's dense index when one was built
-    #: (`rest-lsp index dense`): "auto" uses it when present, "off" never
+    #: dense drafts (DReSD) from the workspace's dense index: "auto" uses one when it was built
+    #: (`rest-lsp index dense`), "on" also builds it in the server's background when there is
+    #: none (with $/progress), "off" never; not "on" by default: on the embedded model dense
+    #: drafts do not pay for their verification (BENCHMARKS.md, "Dense drafts")
     dense: str = "auto"
     #: nearest neighbours asked of the dense index per step
     dense_neighbours: int = 50
@@ -288,8 +293,8 @@ class Config:
         if d.source_weights not in ("learned", "fixed"):
             problems.append(f"decoding.source_weights={d.source_weights!r} must be learned or fixed")
             d.source_weights = DecodingConfig.source_weights
-        if r.dense not in ("auto", "off"):
-            problems.append(f"retrieval.dense={r.dense!r} must be auto or off")
+        if r.dense not in ("auto", "on", "off"):
+            problems.append(f"retrieval.dense={r.dense!r} must be auto, on or off")
             r.dense = RetrievalConfig.dense
         if self.model.dtype not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(f"model.dtype={self.model.dtype!r} must be auto, float32, bfloat16 or float16")
@@ -395,48 +400,3 @@ def _type_name(hint: Any) -> str:
     if origin is list:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
-
-
-def read_file(path: str | Path) -> dict[str, Any]:
-    """The raw settings of a TOML or JSON config file (``ConfigError`` when unreadable)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc}", path=str(p)) from exc
-    try:
-        if p.suffix == ".json":
-            import json
-
-            return json.loads(text)
-        import tomllib
-
-        return tomllib.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"cannot parse config file {p}: {exc}", path=str(p)) from exc
-
-
-def load_file(path: str | Path) -> tuple[Config, list[str]]:
-    """Read a TOML or JSON config file; return the config and problems found."""
-    return Config.from_dict(read_file(path))
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``top`` merged over ``base``, recursively for nested dicts."""
-    out = dict(base)
-    for key, value in (top or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def settings_of(payload: Any) -> dict[str, Any]:
-    """The rest-lsp settings in an ``initializationOptions`` or ``didChangeConfiguration`` payload."""
-    if not isinstance(payload, dict):
-        return {}
-    for key in ("rest-lsp", "restLsp", "rest_lsp"):
-        if isinstance(payload.get(key), dict):
-            return payload[key]
-    return payload

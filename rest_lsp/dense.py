@@ -53,8 +53,11 @@ def hidden_states_of(model: Any, token_ids: Sequence[int], guard: Any = None) ->
 
 def build_dense_index(model: Any, identity: str, docs: Sequence[tuple[str, Sequence[int]]], *,
                       dims: int = 64, span: int = 20,
-                      progress: Callable[[int, int], None] | None = None) -> Any:
+                      progress: Callable[[int, int], None] | None = None, guard: Any = None) -> Any:
     """Embed every (path, token ids) document and index it; ``progress(tokens_done, docs_done)``.
+
+    ``guard``: a lock held around each 256-token window's forward (the engine's, when a server
+    builds while it completes: a completion then waits for one window at most).
 
     Streaming, so memory stays bounded whatever the workspace's size: the raw states of the
     first documents (up to ``FIT_SAMPLE`` rows) fit the projection, the reduced vectors of the
@@ -72,7 +75,7 @@ def build_dense_index(model: Any, identity: str, docs: Sequence[tuple[str, Seque
     pending: list[tuple[str, np.ndarray, np.ndarray]] = []  # embedded, not yet in the index
     projection, index, done, buffered = None, None, 0, 0
     for i, (path, tokens) in enumerate(docs):
-        states = hidden_states_of(model, tokens.tolist())
+        states = hidden_states_of(model, tokens.tolist(), guard=guard)
         done += len(tokens)
         if index is None:
             pending.append((path, tokens, states))
@@ -179,8 +182,11 @@ def workspace_documents(workspace: str | Path, config: Any, tokenizer: Any) -> l
 
 
 def build_workspace_dense(workspace: str | Path, config: Any, loaded: Any,
-                          progress: Callable[[int, int, str], None] | None = None) -> Any:
-    """Embed a workspace and save its dense index (atomically) at ``dense_path``; returns it."""
+                          progress: Callable[[int, int, str], None] | None = None, guard: Any = None) -> Any:
+    """Embed a workspace and save its dense index (atomically) at ``dense_path``; returns it.
+
+    ``guard``: see ``build_dense_index``.
+    """
     docs = workspace_documents(workspace, config, loaded.tokenizer)
     total = sum(len(ids) for _, ids in docs)
     t0 = time.perf_counter()
@@ -190,7 +196,7 @@ def build_workspace_dense(workspace: str | Path, config: Any, loaded: Any,
             progress(done, total, f"embedding {files}/{len(docs)} files")
 
     index = build_dense_index(loaded.runner or loaded.model, model_identity(loaded.model, loaded.source), docs,
-                              span=config.retrieval.span * 2, progress=step)
+                              span=config.retrieval.span * 2, progress=step, guard=guard)
     seconds = time.perf_counter() - t0
     index.info = {"build_s": round(seconds, 2), "embed_tokens_per_s": round(total / max(seconds, 1e-9), 1)}
     index.save(dense_path(workspace, config.index))
@@ -206,7 +212,9 @@ def open_workspace_dense(workspace: str | Path, config: Any, loaded: Any) -> tup
     if config.retrieval.dense == "off":
         return None, "dense drafts off (retrieval.dense)"
     if not path.exists():
-        return None, f"no dense index ({path}; build one with `rest-lsp index dense`)"
+        if config.retrieval.dense == "on":
+            return None, f"no dense index yet ({path}): building it in the background"
+        return None, f"no dense index ({path}; build one with `rest-lsp index dense`, or set retrieval.dense = \"on\")"
     try:
         index = DenseIndex.open(path, model_identity(loaded.model, loaded.source))
     except DatastoreError as exc:

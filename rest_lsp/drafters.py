@@ -28,6 +28,15 @@ class DatastoreDrafter:
         return found.candidates
 
 
+def datastore_drafter(store: Any, retrieval: Any) -> Any:
+    """The datastore's drafter as rest-lsp's default drafting asks it (``RetrievalConfig``):
+    behind a ``GatedDrafter`` when ``retrieval.gate`` is on."""
+    from rest_lsp.engine.gate import GatedDrafter
+
+    drafter = DatastoreDrafter(store, span=retrieval.span)
+    return GatedDrafter(drafter) if retrieval.gate else drafter
+
+
 def open_corpus_datastore(tokenizer_ref: Any, index_dir: str = "", config: Any = None) -> tuple[Any, str]:
     """The datastore at ``index_dir``, or the default corpus index if it was built; never builds.
 

@@ -25,7 +25,8 @@ from pygls.uris import to_fs_path
 
 from rest_lsp import __version__
 from rest_lsp.completion.scheduler import Scheduler
-from rest_lsp.config import Config, deep_merge, settings_of
+from rest_lsp.config import Config
+from rest_lsp.config_sources import deep_merge, settings_of
 from rest_lsp.errors import Cancelled, ModelError, RestLspError
 from rest_lsp.framing import Edge, Gate, serve
 
@@ -420,6 +421,11 @@ async def start_indexing(ls: RestLanguageServer, title: str, rebuild: bool = Fal
         try:
             ls.service.start(progress=report, rebuild=rebuild, reload=reload)
             message = ls.service.ready_message()
+            if ls.service.wants_dense():
+                # retrieval.dense = "on" and no dense index yet: completions work from now on,
+                # and the first dense build follows under the same progress
+                ls.log_line(message)
+                message = ls.service.build_dense(report)
         except Exception as exc:
             log.exception("indexing failed")
             message = f"rest-lsp: indexing failed: {exc}"

@@ -15,6 +15,7 @@ from engine_testing import ARCHS, VOCAB, FixedDrafter, ScriptedDrafter, referenc
 from rest_lsp.engine.drafter import (Candidate, ContextSuffixDrafter, MergedDrafter, NullDrafter, PromptLookupDrafter,
                                      RecyclingDrafter)
 from rest_lsp.engine.engine import Engine
+from rest_lsp.engine.gate import GatedDrafter
 from rest_lsp.engine.packed_llama import SUPPORTED_TYPES, PackedLlama
 
 N_NEW = 24
@@ -57,6 +58,7 @@ def test_speculative_with_noisy_drafts_matches_reference(case, budget):
             ContextSuffixDrafter(),
             PromptLookupDrafter(),
             RecyclingDrafter(VOCAB),
+            GatedDrafter(PromptLookupDrafter(span=3), warmup=2, explore_every=3),  # open and shut
         ])
         engine = Engine(model, drafter=drafter, eos_ids=())
         gen = engine.complete(prompt, N_NEW, budget=budget)

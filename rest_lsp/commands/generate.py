@@ -55,7 +55,7 @@ def _config(args: argparse.Namespace):
 
 def build_drafter(loaded: Any, config: Any, index: str = "") -> tuple[Any, str]:
     """The REST drafter: the context drafter, plus the datastore when one can be opened."""
-    from rest_lsp.drafters import DatastoreDrafter, open_corpus_datastore
+    from rest_lsp.drafters import datastore_drafter, open_corpus_datastore
     from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
 
     r = config.retrieval
@@ -68,7 +68,7 @@ def build_drafter(loaded: Any, config: Any, index: str = "") -> tuple[Any, str]:
     store, message = open_corpus_datastore(ref, index, config)
     if store is None:
         return MergedDrafter(own), f"{message}; drafting from the prompt and the model's own top-k only"
-    drafter = MergedDrafter(own + [DatastoreDrafter(store, span=r.span)])
+    drafter = MergedDrafter(own + [datastore_drafter(store, r)])
     return drafter, f"drafting from the prompt, the model's own top-k and {message}"
 
 

@@ -102,7 +102,8 @@ def _where(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    from rest_lsp.config import Config, load_file
+    from rest_lsp.config import Config
+    from rest_lsp.config_sources import load_file
 
     if args.config:
         config, problems = load_file(args.config)

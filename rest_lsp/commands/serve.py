@@ -34,7 +34,7 @@ def default_config_path() -> Path:
 
 def read_config_file(path: str | None) -> dict[str, Any]:
     """The raw settings of the config file (``{}`` when the default file does not exist)."""
-    from rest_lsp.config import read_file
+    from rest_lsp.config_sources import read_file
 
     file = Path(path) if path else default_config_path()
     if not path and not file.exists():

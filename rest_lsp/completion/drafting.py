@@ -19,6 +19,10 @@ SAVE_EVERY = 20
 REMEMBERED = 64
 
 
+class _Cancelled(Exception):
+    """Raised inside a dense build whose workspace was closed meanwhile."""
+
+
 def _load_history(path: Path, max_tokens: int, span: int, log: Callable[[str], None]) -> Any:
     from rest_lsp.engine.drafter import HistoryDrafter
 
@@ -37,8 +41,8 @@ class WorkspaceDrafting:
     def __init__(self, folder: str | None, config: Any, loaded: Any, store: Any, engine_lock: Any,
                  log: Callable[[str], None]) -> None:
         from indexer import atomic
-        from rest_lsp.dense import DenseDrafter, DenseRefresher, dense_path, history_path, open_workspace_dense
-        from rest_lsp.drafters import DatastoreDrafter
+        from rest_lsp.dense import history_path, open_workspace_dense
+        from rest_lsp.drafters import datastore_drafter
         from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
 
         self._atomic = atomic
@@ -47,25 +51,71 @@ class WorkspaceDrafting:
         drafters: list[Any] = [
             ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix),
             RecyclingDrafter(int(loaded.model.config.vocab_size)),
-            DatastoreDrafter(store, span=r.span),
         ]
+        #: the datastore's drafter (gated when retrieval.gate is on)
+        self.datastore = datastore_drafter(store, r)
+        drafters.append(self.datastore)
         self.history = None
         self.history_file = history_path(folder, config.index)
         if r.history_tokens > 0:
             self.history = _load_history(self.history_file, r.history_tokens, r.span, log)
             drafters.append(self.history)
+        self.folder, self.config, self.loaded, self.engine_lock = folder, config, loaded, engine_lock
         self.dense = self.refresher = None
+        self.drafter = MergedDrafter(drafters)
+        #: the workspace has no usable dense index and retrieval.dense = "on": build_dense() builds it
+        self.dense_wanted = False
+        self._closed = False
         if folder is not None:
             index, line = open_workspace_dense(folder, config, loaded)
             log(f"rest-lsp: {line}")
             if index is not None:
-                self.dense = DenseDrafter(index, r.dense_neighbours)
-                drafters.append(self.dense)
-                self.refresher = DenseRefresher(index, loaded.runner or loaded.model, loaded.tokenizer, folder,
-                                                engine_lock, dense_path(folder, config.index), log)
-        self.drafter = MergedDrafter(drafters)
+                self.attach_dense(index)
+            self.dense_wanted = index is None and r.dense == "on"
         self._outputs: collections.OrderedDict[int, tuple[int, ...]] = collections.OrderedDict()
         self._unsaved = 0
+
+    def attach_dense(self, index: Any) -> None:
+        """Draft from ``index`` from the next step on, and keep it fresh as files change."""
+        from rest_lsp.dense import DenseDrafter, DenseRefresher, dense_path
+
+        dense = DenseDrafter(index, self.config.retrieval.dense_neighbours)
+        refresher = DenseRefresher(index, self.loaded.runner or self.loaded.model, self.loaded.tokenizer,
+                                   self.folder, self.engine_lock, dense_path(self.folder, self.config.index), self.log)
+        with self.engine_lock:  # the engine reads the drafter list while it decodes
+            self.drafter.drafters.append(dense)
+            self.dense, self.refresher = dense, refresher
+
+    def build_dense(self, progress: Callable[[int, int, str], None]) -> str:
+        """Embed the workspace into a new dense index, then draft from it; returns a status line.
+
+        Runs on a background thread; the model is taken one 256-token window at a time under the
+        engine's lock, so completions go on (each waits for one window at most) while it builds.
+        """
+        from rest_lsp.dense import build_workspace_dense
+
+        self.dense_wanted = False
+
+        def step(done: int, total: int, message: str) -> None:
+            if self._closed:  # the workspace was reindexed or the daemon is stopping
+                raise _Cancelled()
+            progress(done, total, message)
+
+        try:
+            index = build_workspace_dense(self.folder, self.config, self.loaded, step, guard=self.engine_lock)
+        except ValueError as exc:  # nothing to embed
+            return f"rest-lsp: no dense index built ({exc})"
+        except _Cancelled:
+            return "rest-lsp: dense index build stopped (workspace closed)"
+        except Exception as exc:  # the sparse tiers serve on: a failed build is a message
+            self.log(f"rest-lsp: dense index build failed: {exc!r}")
+            return f"rest-lsp: dense index build failed: {exc}"
+        if self._closed:
+            return "rest-lsp: dense index built, not used (workspace closed)"
+        self.attach_dense(index)
+        info = index.info or {}
+        return (f"rest-lsp: dense index built ({index.entries} entries, "
+                f"{info.get('embed_tokens_per_s', 0):.0f} tokens/s)")
 
     def completed(self, request_id: int, tokens: Sequence[int]) -> None:
         """A completion was decoded: the history learns it."""
@@ -104,6 +154,7 @@ class WorkspaceDrafting:
             self.log(f"rest-lsp: history not saved ({exc})")
 
     def close(self) -> None:
+        self._closed = True
         self.save()
         if self.refresher is not None:
             self.refresher.close()
@@ -111,6 +162,9 @@ class WorkspaceDrafting:
     def stats(self) -> dict[str, Any]:
         """What the extra sources hold (for rest-lsp.status)."""
         out: dict[str, Any] = {}
+        gate = getattr(self.datastore, "stats", None)
+        if gate is not None:
+            out["datastore_gate"] = gate()
         if self.history is not None:
             out["history_tokens"] = int(len(self.history.tokens))
         if self.dense is not None:

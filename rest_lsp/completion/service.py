@@ -75,6 +75,17 @@ class CompletionService:
             for uri, text in pending.items():
                 self._index_buffer(uri, text)
 
+    def wants_dense(self) -> bool:
+        """Whether the workspace has no dense index and retrieval.dense = "on" asks for one."""
+        return self.drafting is not None and self.drafting.dense_wanted
+
+    def build_dense(self, progress: Progress) -> str:
+        """Build the workspace's dense index and draft from it; returns a status line.
+
+        Completions go on meanwhile (the build takes the model one window at a time).
+        """
+        return self.drafting.build_dense(progress)
+
     def _load_model(self) -> None:
         """Load the configured model and build the engine around it."""
         from rest_lsp.engine.engine import Engine

@@ -62,6 +62,7 @@ def speculative_decode(
     # verification forward itself; a learning ``weigh`` sees which sources were accepted
     wants_hidden = bool(getattr(drafter, "wants_hidden", False))
     learn = getattr(weigh, "observe", None)
+    step_done = getattr(drafter, "step_done", None)
     while len(out) < max_new_tokens:
         if should_stop is not None and should_stop():
             stats.stop_reason = "cancelled"
@@ -106,10 +107,14 @@ def speculative_decode(
         kv_cache.keep_rows(cache, past, acc.nodes)
         new = acc.new_tokens
         context.extend(new)
+        credit: dict[str, int] = {}
         if candidates:
             credit = learn(candidates, acc.drafts) if learn is not None else source_credit(candidates, acc.drafts)
             for source, k in credit.items():
                 stats.accepted_by_source[source] = stats.accepted_by_source.get(source, 0) + k
+        if step_done is not None:
+            # drafters that gate themselves learn what their drafts were worth this step
+            step_done(credit, time.perf_counter() - t0, len(new))
         if wants_hidden:
             # the last accepted node's state predicted the bonus token: the next dense query
             drafter.observe_hidden(states[acc.nodes[-1]], len(context))
