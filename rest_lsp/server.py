@@ -11,6 +11,7 @@ to LSP results (a failed completion is an empty result plus a log line).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from rest_lsp import __version__
@@ -39,11 +41,31 @@ COMMAND_ACCEPTED = "rest-lsp.accepted"
 COMMAND_TOGGLE = "rest-lsp.toggle"
 
 
+class RestProtocol(LanguageServerProtocol):
+    """pygls's protocol, without its leak of one ``Future`` per notification handled."""
+
+    def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None):
+        # pygls 2.1 files the future of every generator handler (its own didOpen, didChange,
+        # didClose, ... wrap ours) in ``_request_futures`` under the message id, and takes it out
+        # only when it answers a request; a notification's id is a fresh uuid4, so every
+        # keystroke's didChange left a Future there for good (about 900 a minute, ~2 KB each, in
+        # ``rest-lsp bench soak``).  A notification's future is dropped once it is done.
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        future = self._request_futures.get(msg_id)
+        if future is not None and callback == self._check_handler_result:  # a notification
+            future.add_done_callback(functools.partial(self._forget, msg_id))
+
+    def _forget(self, msg_id, future) -> None:
+        """Drop a finished notification's future (if that id still names it)."""
+        if self._request_futures.get(msg_id) is future:
+            self._request_futures.pop(msg_id, None)
+
+
 class RestLanguageServer(LanguageServer):
     """The rest-lsp language server: LSP state plus the completion service."""
 
     def __init__(self, config_file_data: dict[str, Any] | None = None) -> None:
-        super().__init__("rest-lsp", __version__)
+        super().__init__("rest-lsp", __version__, protocol_cls=RestProtocol)
         self.file_config = config_file_data or {}
         self.client_options: dict[str, Any] = {}
         self.config = Config()

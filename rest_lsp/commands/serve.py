@@ -70,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
     """Start the server and block until the client disconnects."""
     data = read_config_file(args.config)
     _dump_stacks_on_signal()
-    from rest_lsp.memory import tame_heap
+    from rest_lsp.memory import cap_kernel_caches, snapshot_heap_on_signal, tame_heap
 
     tame_heap()  # before the server's threads start allocating
+    cap_kernel_caches()  # before torch is imported: oneDNN and ideep read it once
+    snapshot_heap_on_signal()  # only with REST_LSP_HEAP_SNAPSHOTS set: finding a leak
     if args.log_file:
         handler = logging.FileHandler(args.log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
