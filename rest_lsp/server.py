@@ -11,10 +11,7 @@ to LSP results (a failed completion is an empty result plus a log line).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,7 +19,6 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from rest_lsp import __version__
@@ -30,7 +26,10 @@ from rest_lsp.completion.scheduler import Scheduler
 from rest_lsp.config import Config
 from rest_lsp.config_sources import deep_merge, settings_of
 from rest_lsp.errors import Cancelled, ModelError, RestLspError
-from rest_lsp.framing import Edge, Gate, serve
+from rest_lsp.framing import Edge, Gate
+from rest_lsp.indexing import start_indexing
+from rest_lsp.protocol import RestProtocol
+from rest_lsp.transport import Transports
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +40,7 @@ COMMAND_ACCEPTED = "rest-lsp.accepted"
 COMMAND_TOGGLE = "rest-lsp.toggle"
 
 
-class RestProtocol(LanguageServerProtocol):
-    """pygls's protocol, without its leak of one ``Future`` per notification handled."""
-
-    def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None):
-        # pygls 2.1 files the future of every generator handler (its own didOpen, didChange,
-        # didClose, ... wrap ours) in ``_request_futures`` under the message id, and takes it out
-        # only when it answers a request; a notification's id is a fresh uuid4, so every
-        # keystroke's didChange left a Future there for good (about 900 a minute, ~2 KB each, in
-        # ``rest-lsp bench soak``).  A notification's future is dropped once it is done.
-        super()._execute_handler(msg_id, handler, callback, args, kwargs)
-        future = self._request_futures.get(msg_id)
-        if future is not None and callback == self._check_handler_result:  # a notification
-            future.add_done_callback(functools.partial(self._forget, msg_id))
-
-    def _forget(self, msg_id, future) -> None:
-        """Drop a finished notification's future (if that id still names it)."""
-        if self._request_futures.get(msg_id) is future:
-            self._request_futures.pop(msg_id, None)
-
-
-class RestLanguageServer(LanguageServer):
+class RestLanguageServer(Transports, LanguageServer):
     """The rest-lsp language server: LSP state plus the completion service."""
 
     def __init__(self, config_file_data: dict[str, Any] | None = None) -> None:
@@ -85,52 +64,6 @@ class RestLanguageServer(LanguageServer):
         self._started = False  # the ``initialized`` notification was handled
         self.exit_code = 0  # the process's exit status once the transport ends
         self.shown_error: str | None = None  # the model error last shown (shown once, not per keystroke)
-
-    # ----- transports: our framing (``rest_lsp.framing``) instead of pygls's reader ---------
-    def _start_io_async(self, stdin=None, stdout=None) -> None:
-        """Serve LSP over stdin/stdout until the client closes stdin or sends ``exit``."""
-        from pygls.io_ import StdoutWriter
-
-        self._stop_event = threading.Event()
-        stdin = stdin or sys.stdin.buffer
-        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-lsp-stdin")
-        read = getattr(stdin, "read1", stdin.read)
-
-        async def main() -> None:
-            loop = asyncio.get_running_loop()
-            await serve(self._stop_event, lambda: loop.run_in_executor(reader, read, 65536), self.edge)
-
-        try:
-            asyncio.run(main())
-        except BrokenPipeError:
-            log.error("the client closed the connection; shutting down")
-        except SystemExit as exc:  # ``exit``: 0 after ``shutdown``, 1 without (LSP)
-            self.exit_code = exc.code if isinstance(exc.code, int) else 1
-        except KeyboardInterrupt:
-            pass
-        finally:
-            reader.shutdown(wait=False)
-            self.shutdown()
-
-    def start_tcp(self, host: str, port: int) -> None:
-        """Serve one LSP client at a time on ``host:port`` (checked loopback by ``serve``)."""
-        self._stop_event = stop = threading.Event()
-
-        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.protocol.set_writer(writer)  # type: ignore[arg-type]
-            await serve(stop, lambda: reader.read(65536), self.edge)
-            self.shutdown()
-
-        async def main() -> None:
-            self._server = await asyncio.start_server(connection, host, port)
-            async with self._server:
-                await self._server.serve_forever()
-
-        try:
-            asyncio.run(main())
-        except asyncio.CancelledError:
-            pass
 
     # ----- configuration -------------------------------------------------------------------
     def effective_config(self) -> tuple[Config, list[str]]:
@@ -418,45 +351,6 @@ async def run_completion(ls: RestLanguageServer, uri: str, position: lsp.Positio
         return None
     finally:
         ls.schedulers[kind].release(ticket)
-
-
-async def start_indexing(ls: RestLanguageServer, title: str, rebuild: bool = False, reload: bool = False) -> None:
-    """Load the model and build/open the index in the background, reported with ``$/progress``."""
-    if ls.service is None:
-        return
-    token = f"rest-lsp-index-{time.monotonic_ns()}"
-    caps = ls.client_capabilities.window
-    progress_ok = bool(caps and caps.work_done_progress)
-    if progress_ok:
-        try:
-            await ls.work_done_progress.create_async(token)
-            ls.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(title=title, percentage=0, cancellable=False))
-        except Exception:
-            progress_ok = False
-
-    def report(done: int, total: int, message: str) -> None:
-        if progress_ok:
-            pct = int(100 * done / total) if total else None
-            ls._send(lambda: ls.work_done_progress.report(token, lsp.WorkDoneProgressReport(message=message, percentage=pct)))
-
-    def work() -> None:
-        try:
-            ls.service.start(progress=report, rebuild=rebuild, reload=reload)
-            message = ls.service.ready_message()
-            if ls.service.wants_dense():
-                # retrieval.dense = "on" and no dense index yet: completions work from now on,
-                # and the first dense build follows under the same progress
-                ls.log_line(message)
-                message = ls.service.build_dense(report)
-        except Exception as exc:
-            log.exception("indexing failed")
-            message = f"rest-lsp: indexing failed: {exc}"
-            ls.show(message, lsp.MessageType.Error)
-        if progress_ok:
-            ls._send(lambda: ls.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message)))
-        ls.log_line(message)
-
-    ls.background.submit(work)
 
 
 def _guard(ls: RestLanguageServer, func, *args) -> None:

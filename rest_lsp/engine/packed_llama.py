@@ -115,33 +115,35 @@ def _eps(norm: Any) -> float:
 class StaticCache:
     """Preallocated K/V rows of every layer: ``keys``/``values`` [layers, kv_heads, capacity, head_dim].
 
-    ``length`` rows are valid; the capacity doubles when a forward needs more.
+    Both are views of one tensor ``kv`` [2, layers, kv_heads, capacity, head_dim], so keeping the
+    accepted rows after a step is one gather and one copy.  ``length`` rows are valid; the
+    capacity doubles when a forward needs more.
     """
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, device: Any,
                  capacity: int = 1024) -> None:
-        shape = (layers, kv_heads, capacity, head_dim)
         # uninitialised: a row is always written before any query attends to it
-        self.keys = torch.empty(shape, dtype=dtype, device=device)
-        self.values = torch.empty(shape, dtype=dtype, device=device)
+        self._use(torch.empty((2, layers, kv_heads, capacity, head_dim), dtype=dtype, device=device))
         self.length = 0
+
+    def _use(self, kv: torch.Tensor) -> None:
+        self.kv = kv
+        self.keys, self.values = kv[0], kv[1]
 
     @property
     def capacity(self) -> int:
         """Rows the cache holds without growing."""
-        return self.keys.shape[2]
+        return self.kv.shape[3]
 
     @torch.inference_mode()
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` rows in total (doubling, so appends stay amortised O(1))."""
         if rows <= self.capacity:
             return
-        capacity = max(rows, 2 * self.capacity)
-        for name in ("keys", "values"):
-            old = getattr(self, name)
-            new = old.new_empty((old.shape[0], old.shape[1], capacity, old.shape[3]))
-            new[:, :, : self.length] = old[:, :, : self.length]
-            setattr(self, name, new)
+        old = self.kv
+        new = old.new_empty(old.shape[:3] + (max(rows, 2 * self.capacity), old.shape[4]))
+        new[:, :, :, : self.length] = old[:, :, :, : self.length]
+        self._use(new)
 
     def crop(self, length: int) -> None:
         """Keep the first ``length`` rows."""
@@ -153,12 +155,11 @@ class StaticCache:
     def keep_rows(self, start: int, rows: Sequence[int]) -> None:
         """Keep rows ``start + rows[i]`` at ``start + i`` and drop everything after them."""
         rows = list(rows)
-        if rows != list(range(len(rows))):
-            index = torch.as_tensor([start + r for r in rows], dtype=torch.long, device=self.keys.device)
-            n = len(rows)
+        first = next((i for i, r in enumerate(rows) if r != i), len(rows))  # rows before it stay put
+        if first < len(rows):
+            index = torch.as_tensor([start + r for r in rows[first:]], dtype=torch.long, device=self.kv.device)
             # index_select copies first, so overlapping source and target rows are safe
-            self.keys[:, :, start : start + n] = self.keys.index_select(2, index)
-            self.values[:, :, start : start + n] = self.values.index_select(2, index)
+            self.kv[:, :, :, start + first : start + len(rows)] = self.kv.index_select(3, index)
         self.crop(start + len(rows))
 
 
