@@ -149,9 +149,10 @@ class RetrievalConfig:
     max_nodes: int = 128
     #: seed of the sample taken when a suffix has more than max_candidates matches
     sample_seed: int = 0
-    #: ask the datastore only while its drafts pay for its time (accepted tokens no other
-    #: source proposed, against its cost per step; asked every 8th step regardless): on a CPU
-    #: a ~0.4 ms retrieval is worth it on real code, not on every workload
+    #: ask the datastore only while its drafts pay for their time (accepted tokens no other
+    #: source proposed, against what a step costs more with it: its call and its candidates'
+    #: share of the tree; asked every 8th step regardless): on a CPU a ~0.4 ms retrieval is
+    #: worth it on real code, not on every workload
     gate: bool = True
     #: tokens of the model's own recent outputs kept as the "history" draft source (0: off)
     history_tokens: int = 50_000

@@ -291,13 +291,13 @@ class MergedDrafter:
             if observe is not None:
                 observe(tokens, top_k)
 
-    def step_done(self, credit: dict[str, int], step_s: float, new_tokens: int) -> None:
-        """Pass a verified step's outcome (per-source credit, seconds, tokens) on to the drafters
-        that gate themselves on it."""
+    def step_done(self, credit: dict[str, int], step_s: float, new_tokens: int, overhead_s: float = 0.0) -> None:
+        """Pass a verified step's outcome (per-source credit, seconds, tokens, seconds outside the
+        forward) on to the drafters that gate themselves on it."""
         for drafter in self.drafters:
             done = getattr(drafter, "step_done", None)
             if done is not None:
-                done(credit, step_s, new_tokens)
+                done(credit, step_s, new_tokens, overhead_s)
 
 
 def candidate_weights(

@@ -114,7 +114,8 @@ def speculative_decode(
                 stats.accepted_by_source[source] = stats.accepted_by_source.get(source, 0) + k
         if step_done is not None:
             # drafters that gate themselves learn what their drafts were worth this step
-            step_done(credit, time.perf_counter() - t0, len(new))
+            step_s = time.perf_counter() - t0
+            step_done(credit, step_s, len(new), step_s - (t3 - t2))
         if wants_hidden:
             # the last accepted node's state predicted the bonus token: the next dense query
             drafter.observe_hidden(states[acc.nodes[-1]], len(context))
