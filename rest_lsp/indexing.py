@@ -4,6 +4,7 @@ to the client with work-done progress (``$/progress``)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -31,21 +32,29 @@ async def start_indexing(ls: Any, title: str, rebuild: bool = False, reload: boo
             pct = int(100 * done / total) if total else None
             ls._send(lambda: ls.work_done_progress.report(token, lsp.WorkDoneProgressReport(message=message, percentage=pct)))
 
+    def end(message: str) -> None:
+        if progress_ok:
+            ls._send(lambda: ls.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message)))
+        ls.log_line(message)
+
+    def build_dense() -> None:
+        end(ls.service.build_dense(report))
+
     def work() -> None:
         try:
             ls.service.start(progress=report, rebuild=rebuild, reload=reload)
             message = ls.service.ready_message()
             if ls.service.wants_dense():
-                # retrieval.dense = "on" and no dense index yet: completions work from now on,
-                # and the first dense build follows under the same progress
+                # retrieval.dense = "on" and no dense index yet: completions work from now on, and
+                # the first dense build follows under the same progress, on a thread of its own:
+                # saved files' refreshes, which queue on this worker, must not wait for it
                 ls.log_line(message)
-                message = ls.service.build_dense(report)
+                threading.Thread(target=build_dense, name="rest-lsp-dense-build", daemon=True).start()
+                return
         except Exception as exc:
             log.exception("indexing failed")
             message = f"rest-lsp: indexing failed: {exc}"
             ls.show(message, lsp.MessageType.Error)
-        if progress_ok:
-            ls._send(lambda: ls.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message)))
-        ls.log_line(message)
+        end(message)
 
     ls.background.submit(work)
