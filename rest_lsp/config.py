@@ -149,17 +149,14 @@ class RetrievalConfig:
     max_nodes: int = 128
     #: seed of the sample taken when a suffix has more than max_candidates matches
     sample_seed: int = 0
-    #: ask the datastore only while its drafts pay for their time (accepted tokens no other
-    #: source proposed, against what a step costs more with it: its call and its candidates'
-    #: share of the tree; asked every 8th step regardless): on a CPU a ~0.4 ms retrieval is
-    #: worth it on real code, not on every workload
+    #: ask the datastore only while the accepted tokens only it proposed pay for what a step
+    #: costs more with it (rest_lsp/engine/gate.py): worth it on real code, not on every workload
     gate: bool = True
     #: tokens of the model's own recent outputs kept as the "history" draft source (0: off)
     history_tokens: int = 50_000
-    #: dense drafts (DReSD) from the workspace's dense index: "auto" uses one when it was built
-    #: (`rest-lsp index dense`), "on" also builds it in the server's background when there is
-    #: none (with $/progress), "off" never; not "on" by default: on the embedded model dense
-    #: drafts do not pay for their verification (BENCHMARKS.md, "Dense drafts")
+    #: dense drafts (DReSD) from the workspace's dense index: "auto" uses one when built (`rest-lsp
+    #: index dense`), "on" also builds it in the server's background, "off" never; not "on" by
+    #: default: on the embedded model they do not pay for their verification (BENCHMARKS.md)
     dense: str = "auto"
     #: nearest neighbours asked of the dense index per step
     dense_neighbours: int = 50

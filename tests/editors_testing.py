@@ -154,19 +154,12 @@ def make_scripted_model_dir(path: Path, script: str) -> Path:
     then writes the script from any prompt that does not end inside it.  (A random model's text
     is whatever its weights say, often one line or nothing the stop rules keep.)
     """
-    import shutil
-
     import torch
     import transformers
 
-    from lsp_testing import EMBEDDED, TOKENIZER_FILES
+    from lsp_testing import embedded_tokenizer_in
 
-    path.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        if (EMBEDDED / name).exists():
-            shutil.copy(EMBEDDED / name, path / name)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    tokenizer, eos = embedded_tokenizer_in(path)
     ids = tokenizer.encode(script, add_special_tokens=False)
     assert len(set(ids)) == len(ids), f"the script's tokens must be distinct (one successor each): {ids}"
     hidden = 32

@@ -16,6 +16,21 @@ EMBEDDED = REPO / "rest_lsp" / "embedded"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
+def embedded_tokenizer_in(path: Path) -> tuple[Any, int]:
+    """Copy the embedded model's tokenizer files into ``path`` (created); (that tokenizer, its
+    end-of-text id): the start of every tiny test model the server can load."""
+    import shutil
+
+    import transformers
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (EMBEDDED / name).exists():
+            shutil.copy(EMBEDDED / name, path / name)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    return tokenizer, tokenizer.convert_tokens_to_ids("<|endoftext|>")
+
+
 def make_tiny_model_dir(path: Path, seed: int = 0, steer: tuple[str, str] | None = None) -> Path:
     """A random 2-layer Llama over the embedded tokenizer, saved as an HF model directory.
 
@@ -24,17 +39,10 @@ def make_tiny_model_dir(path: Path, seed: int = 0, steer: tuple[str, str] | None
     whatever the prompt: a random model's first token may be a bracket or a newline that the
     stop rules cut (an empty completion), which tests of editors cannot compare.
     """
-    import shutil
-
     import torch
     import transformers
 
-    path.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        if (EMBEDDED / name).exists():
-            shutil.copy(EMBEDDED / name, path / name)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    tokenizer, eos = embedded_tokenizer_in(path)
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

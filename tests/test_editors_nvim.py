@@ -55,20 +55,26 @@ def drawn(marks: list[dict]) -> str:
     return text
 
 
+def drive_ops(tmp_path, ws, model_dir, corpus, col: int = COL, **steps) -> dict:
+    """Run the driver on ``ws/ops.py`` at (LINE, ``col``) against a real server; its report.
+
+    ``steps``: the driver's other options (``ui``, ``type``, ``commands``, ``after_dismiss``)."""
+    return run_driver(tmp_path, {
+        "cmd": [rest_lsp_executable(), "serve", "--stdio"],
+        "settings": settings(model_dir, corpus),
+        "file": str(ws / "ops.py"),
+        "line": LINE,
+        "col": col,
+        **steps,
+    })
+
+
 @needs_nvim
 @pytest.mark.parametrize("ui", ["ghost", "popup"])
 def test_completion_is_inserted_as_the_server_computed_it(tmp_path, editor_model_dir, editor_corpus, editor_expected, ui):
     """Ghost text (0.12: vim.lsp.inline_completion; 0.11: the plugin's own) or, on 0.11, the popup."""
     ws = make_workspace(tmp_path / "ws")
-    report = run_driver(tmp_path, {
-        "cmd": [rest_lsp_executable(), "serve", "--stdio"],
-        "settings": settings(editor_model_dir, editor_corpus),
-        "file": str(ws / "ops.py"),
-        "line": LINE,
-        "col": COL,
-        "commands": True,
-        "ui": ui,
-    })
+    report = drive_ops(tmp_path, ws, editor_model_dir, editor_corpus, commands=True, ui=ui)
     modern = minor_version() >= (0, 12)
     assert report["mode"] == ("inline" if modern else {"ghost": "ghost", "popup": "completion"}[ui]), report["mode"]
     popup = report["mode"] == "completion"
@@ -96,15 +102,7 @@ def test_completion_comes_by_itself_while_typing(tmp_path, editor_model_dir, edi
     """Typing asks by itself: ghost text, or with autotrigger the 0.11 popup (one item)."""
     ws = make_workspace(tmp_path / "ws")
     (ws / "ops.py").write_text(SOURCE[:-1])  # the space after "return" is typed
-    report = run_driver(tmp_path, {
-        "cmd": [rest_lsp_executable(), "serve", "--stdio"],
-        "settings": settings(editor_model_dir, editor_corpus),
-        "file": str(ws / "ops.py"),
-        "line": LINE,
-        "col": COL - 1,
-        "type": " ",
-        "ui": ui,
-    })
+    report = drive_ops(tmp_path, ws, editor_model_dir, editor_corpus, col=COL - 1, type=" ", ui=ui)
     expected = editor_expected(invoked=False)
     if report["mode"] == "completion":
         assert [item["text"] for item in report["items"]] == expected
@@ -120,15 +118,7 @@ def test_ghost_text_keys_dismiss_ask_cycle_and_accept_a_line(tmp_path, editor_mo
     if minor_version() >= (0, 12):
         pytest.skip("Neovim 0.12+ shows vim.lsp.inline_completion's ghost text, which has no such keys")
     ws = make_workspace(tmp_path / "ws")
-    report = run_driver(tmp_path, {
-        "cmd": [rest_lsp_executable(), "serve", "--stdio"],
-        "settings": settings(editor_model_dir, editor_corpus),
-        "file": str(ws / "ops.py"),
-        "line": LINE,
-        "col": COL,
-        "ui": "ghost",
-        "after_dismiss": then,
-    })
+    report = drive_ops(tmp_path, ws, editor_model_dir, editor_corpus, ui="ghost", after_dismiss=then)
     invoked = editor_expected(invoked=True)
     assert len(invoked) == 2 and "\n" in invoked[0], f"the server must offer a multi-line item and another: {invoked}"
     assert report["mode"] == "ghost"

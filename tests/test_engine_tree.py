@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rest_lsp.engine.draft_tree import build_draft_tree, build_trie
+from draft_tree_reference import build_trie, leaf_paths, select_tree
+from rest_lsp.engine.draft_tree import build_draft_tree
 from rest_lsp.engine.drafter import Candidate, candidate_weights
 from rest_lsp.engine.tree_inputs import tree_inputs
 
@@ -101,18 +102,12 @@ def test_cut_is_prefix_closed_nested_and_bfs(cands, budget):
     assert paths(smaller) == picked_first
 
 
-def _paths(tree):
-    return {tuple(tree.tokens[j] for j in tree.path(i)[1:]) for i in range(1, len(tree))}
-
-
 @settings(max_examples=300, deadline=None)
 @given(candidates_st, st.integers(0, 20), st.one_of(st.none(), st.integers(1, 7)), st.integers(1, 24),
        st.booleans())
 def test_lazy_cut_equals_the_cut_of_the_whole_trie(cands, budget, max_depth, max_budget, equal_weights):
     """``build_draft_tree`` expands only picked nodes; its tree is the full trie's best-first cut,
     node for node (tokens, parents, depths, ranks, weights), ties included."""
-    from rest_lsp.engine.draft_tree import select_tree
-
     weights = [1.0] * len(cands) if equal_weights else candidate_weights(cands)
     tree = build_draft_tree(99, cands, budget, weights=weights, max_depth=max_depth, max_budget=max_budget)
     if budget <= 0 or not cands:
@@ -141,14 +136,14 @@ def test_tree_inputs_mask_positions_and_leaf_paths():
     )
     assert (inputs.ancestor_mask == expected).all()
     assert inputs.position_ids(100).tolist() == [100, 101, 101, 102, 102, 103]
-    rows = {tuple(int(x) for x in r if x >= 0) for r in inputs.retrieve_indices}
+    rows = {tuple(int(x) for x in r if x >= 0) for r in leaf_paths(inputs)}
     assert rows == {(0, 2), (0, 1, 4), (0, 1, 3, 5)}
-    assert inputs.retrieve_indices.shape == (3, 4)
+    assert leaf_paths(inputs).shape == (3, 4)
     assert inputs.children(1).tolist() == [3, 4]
 
 
 def test_root_only_tree_inputs():
     inputs = tree_inputs(build_draft_tree(3, [], 0))
     assert inputs.ancestor_mask.tolist() == [[True]]
-    assert inputs.retrieve_indices.tolist() == [[0]]
+    assert leaf_paths(inputs).tolist() == [[0]]
     assert inputs.position_ids(7).tolist() == [7]

@@ -158,7 +158,8 @@ class AdaptiveBudget:
     steps: int = 0
     #: steps between two choices of the best budget
     choose_every: int = 4
-    _chosen: int | None = None
+    #: the budget chosen last (re-chosen every ``choose_every`` steps)
+    _chosen: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.acceptance is None:

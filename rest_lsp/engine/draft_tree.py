@@ -1,7 +1,6 @@
 """The draft tree: a trie of candidate continuations and its prefix-closed best-``budget`` cut.
 
-Pure Python (no torch).  ``build_trie`` and ``select_tree`` state the cut plainly (and are the
-reference the tests hold ``build_draft_tree``'s lazy construction to).  A node's weight is the summed weight of the candidates through it, so
+Pure Python (no torch).  A node's weight is the summed weight of the candidates through it, so
 weight never grows down a path; picking nodes best-first from the frontier therefore returns a
 prefix-closed tree, and the pick order is nested: the tree for budget ``b`` is the first ``b``
 picks of the tree for any larger budget (the adaptive budget relies on this).
@@ -50,85 +49,6 @@ class DraftTree:
         return out[::-1]
 
 
-class _Trie:
-    """A mutable trie of weighted token sequences (built once per step, then cut)."""
-
-    __slots__ = ("token", "parent", "depth", "weight", "children")
-
-    def __init__(self) -> None:
-        self.token: list[int] = [-1]
-        self.parent: list[int] = [-1]
-        self.depth: list[int] = [0]
-        self.weight: list[float] = [0.0]
-        self.children: list[dict[int, int]] = [{}]
-
-
-def build_trie(
-    candidates: Sequence[Candidate],
-    weights: Sequence[float] | None = None,
-    max_depth: int | None = None,
-) -> _Trie:
-    """A trie of the candidates' tokens, each node weighted by the candidates through it."""
-    if weights is None:
-        weights = candidate_weights(candidates)
-    trie = _Trie()
-    # the insertion loop is the hot spot of a step's overhead: locals, no method calls
-    token, parent, depth, weight, children = trie.token, trie.parent, trie.depth, trie.weight, trie.children
-    for cand, w in zip(candidates, weights):
-        if w <= 0:
-            continue
-        node = 0
-        for tok in cand.tokens if max_depth is None else cand.tokens[:max_depth]:
-            kids = children[node]
-            child = kids.get(tok)
-            if child is None:
-                child = len(token)
-                kids[tok] = child
-                token.append(tok)
-                parent.append(node)
-                depth.append(depth[node] + 1)
-                weight.append(0.0)
-                children.append({})
-            weight[child] += w
-            node = child
-    return trie
-
-
-def select_tree(trie: _Trie, root_token: int, budget: int) -> DraftTree:
-    """The best ``budget`` nodes of ``trie`` (fewer if it is smaller), prefix-closed, in BFS order.
-
-    Best-first from the frontier; ties break on depth (shallower first), then the pick rank of
-    the parent, then the token id, so the cut is deterministic.
-    """
-    picked: list[int] = []  # trie node ids in pick order
-    rank_of: dict[int, int] = {0: 0}
-    frontier: list[tuple[float, int, int, int, int]] = []
-
-    def push_children(node: int) -> None:
-        for tok, child in trie.children[node].items():
-            heapq.heappush(
-                frontier, (-trie.weight[child], trie.depth[child], rank_of[node], tok, child)
-            )
-
-    push_children(0)
-    while frontier and len(picked) < budget:
-        _, _, _, _, child = heapq.heappop(frontier)
-        picked.append(child)
-        rank_of[child] = len(picked)
-        push_children(child)
-
-    # BFS order: by depth, then by pick rank; parents therefore precede children
-    order = [0] + sorted(picked, key=lambda n: (trie.depth[n], rank_of[n]))
-    flat_of = {node: i for i, node in enumerate(order)}
-    return DraftTree(
-        tokens=(int(root_token),) + tuple(trie.token[n] for n in order[1:]),
-        parents=(-1,) + tuple(flat_of[trie.parent[n]] for n in order[1:]),
-        depths=tuple(trie.depth[n] for n in order),
-        ranks=tuple(rank_of[n] for n in order),
-        weights=(0.0,) + tuple(trie.weight[n] for n in order[1:]),
-    )
-
-
 def build_draft_tree(
     root_token: int,
     candidates: Sequence[Candidate],
@@ -139,8 +59,8 @@ def build_draft_tree(
 ) -> DraftTree:
     """The draft tree of at most ``budget`` draft tokens below ``root_token``.
 
-    The same tree as ``select_tree(build_trie(candidates, weights, max_depth), ...)``, built
-    lazily: a node's children are counted only when the node is picked, so the work follows the
+    The best-first cut of the trie of all candidates (the tests hold it to a plain trie and cut,
+    ``tests/draft_tree_reference.py``), built lazily: a node's children are counted only when the node is picked, so the work follows the
     candidates through the picked nodes instead of every token of every candidate (the trie was
     the largest part of a step's overhead: ~140 candidates of ~5 tokens for ~20 picked nodes).
     ``max_budget``: the largest budget this caller asks for (a tree is never deeper); the trees

@@ -286,18 +286,18 @@ class MergedDrafter:
 
     def observe(self, tokens: np.ndarray, top_k: np.ndarray) -> None:
         """Pass the model's top-k of a verification on to the drafters that learn from it."""
-        for drafter in self.drafters:
-            observe = getattr(drafter, "observe", None)
-            if observe is not None:
-                observe(tokens, top_k)
+        for observe in self._hooks("observe"):
+            observe(tokens, top_k)
 
     def step_done(self, credit: dict[str, int], step_s: float, new_tokens: int, overhead_s: float = 0.0) -> None:
         """Pass a verified step's outcome (per-source credit, seconds, tokens, seconds outside the
         forward) on to the drafters that gate themselves on it."""
-        for drafter in self.drafters:
-            done = getattr(drafter, "step_done", None)
-            if done is not None:
-                done(credit, step_s, new_tokens, overhead_s)
+        for done in self._hooks("step_done"):
+            done(credit, step_s, new_tokens, overhead_s)
+
+    def _hooks(self, name: str) -> list[Any]:
+        """The bound ``name`` methods of the drafters that have one."""
+        return [hook for hook in (getattr(d, name, None) for d in self.drafters) if hook is not None]
 
 
 def candidate_weights(

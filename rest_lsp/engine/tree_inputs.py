@@ -8,7 +8,6 @@ left-to-right decode would give it.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,18 +32,6 @@ class TreeInputs:
 
     def __len__(self) -> int:
         return len(self.tokens)
-
-    @functools.cached_property
-    def retrieve_indices(self) -> np.ndarray:
-        """[n_leaves, max_depth + 1] node indices of each root-to-leaf path, padded with -1."""
-        is_leaf = np.ones(len(self.parents), dtype=bool)
-        is_leaf[self.parents[self.parents >= 0]] = False
-        leaves = np.flatnonzero(is_leaf)
-        retrieve = np.full((len(leaves), int(self.depths.max()) + 1), -1, dtype=np.int64)
-        for row, leaf in enumerate(leaves):
-            path = np.flatnonzero(self.ancestor_mask[leaf])  # ancestors come first: root-first
-            retrieve[row, : len(path)] = path
-        return retrieve
 
     def position_ids(self, context_len: int) -> np.ndarray:
         """[n] position of each node after ``context_len`` cached tokens."""
