@@ -74,9 +74,9 @@ class CostModel:
         return np.array([self(int(k)) for k in ks]) if len(self.sizes) < 2 else _interp(self, ks)
 
     def observe(self, k: int, seconds: float) -> None:
-        """Move the measured point nearest to ``k`` (in log scale) toward an observed time."""
-        i = min(range(len(self.sizes)), key=lambda j: abs(math.log(self.sizes[j]) - math.log(k)))
-        if self.sizes[i] == k:
+        """Move the measured point of size ``k``, if there is one, toward an observed time."""
+        if k in self.sizes:
+            i = self.sizes.index(k)
             self.seconds[i] += self.learning_rate * (seconds - self.seconds[i])
 
     def relative(self) -> dict[int, float]:
@@ -130,14 +130,17 @@ class AcceptanceModel:
 
     def observe(self, requested: int, tree: DraftTree, acceptance: Acceptance) -> None:
         """Record what each budget b <= ``requested`` would have accepted in this step."""
-        accepted_ranks = sorted(tree.ranks[i] for i in acceptance.nodes[1:])
+        ranks = tree.ranks
+        accepted_ranks = sorted(ranks[i] for i in acceptance.nodes[1:])
+        n_accepted = len(accepted_ranks)
+        means, weights, floor = self.means, self.weights, self.learning_rate  # a step's hot loop
         count = 0
         for b in range(1, min(requested, self.max_budget) + 1):
-            while count < len(accepted_ranks) and accepted_ranks[count] <= b:
+            while count < n_accepted and accepted_ranks[count] <= b:
                 count += 1
-            rate = max(1.0 / (self.weights[b] + 1.0), self.learning_rate)
-            self.means[b] += rate * (count - self.means[b])
-            self.weights[b] += 1.0
+            rate = max(1.0 / (weights[b] + 1.0), floor)
+            means[b] += rate * (count - means[b])
+            weights[b] += 1.0
 
     def expected_tokens(self, budget: int) -> float:
         """Expected tokens per step (accepted drafts + the bonus token) at ``budget``."""
@@ -160,6 +163,9 @@ class AdaptiveBudget:
     choose_every: int = 4
     #: the budget chosen last (re-chosen every ``choose_every`` steps)
     _chosen: int | None = field(default=None, init=False, repr=False)
+    #: (what it was computed from, c(k) for k = 1 .. max_budget + 1): the cost model moves only
+    #: when a step's tree has one of its measured sizes
+    _curve: tuple | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.acceptance is None:
@@ -167,12 +173,18 @@ class AdaptiveBudget:
 
     def best(self) -> int:
         """The budget with the highest expected tokens per second right now."""
-        rows = np.arange(1, self.max_budget + 2)
-        seconds = self.cost.curve(rows) + self.overhead_s  # [max_budget + 1]
+        seconds = self._forward_curve() + self.overhead_s  # [max_budget + 1]
         # monotone: a larger tree never accepts less
         accepted = np.maximum.accumulate(np.maximum(np.asarray(self.acceptance.means), 0.0))
         speed = (1.0 + accepted) / seconds[: len(accepted)]
         return int(np.argmax(speed))  # the first best: ties go to the smaller budget
+
+    def _forward_curve(self) -> np.ndarray:
+        """[max_budget + 1] c(k) for k = 1 .. max_budget + 1 rows, recomputed only when it moved."""
+        key = (self.max_budget, tuple(self.cost.sizes), tuple(self.cost.seconds))
+        if self._curve is None or self._curve[0] != key:
+            self._curve = (key, self.cost.curve(np.arange(1, self.max_budget + 2)))
+        return self._curve[1]
 
     def budget(self) -> int:
         # the means move by a few percent a step: choosing again every ``choose_every`` steps

@@ -102,16 +102,18 @@ def build_draft_tree(
         parent.append(par)
         depth.append(d)
         weight.append(-neg_w)
-        if d < max_depth:
+        if d < max_depth and node < budget:  # the last pick's children are never picked
             push_children(node, through, d)
-    # BFS order: by depth, then by pick rank; parents therefore precede children
-    order = sorted(range(1, len(token)), key=lambda n: (depth[n], n))
-    flat_of = {0: 0}
-    flat_of.update((n, i) for i, n in enumerate(order, 1))
+    # BFS order: by depth, then by pick rank (a stable sort of nodes in pick order); parents
+    # therefore precede children
+    order = sorted(range(1, len(token)), key=depth.__getitem__)
+    flat_of = [0] * len(token)
+    for i, n in enumerate(order, 1):
+        flat_of[n] = i
     return DraftTree(
-        tokens=(int(root_token),) + tuple(token[n] for n in order),
-        parents=(-1,) + tuple(flat_of[parent[n]] for n in order),
-        depths=(0,) + tuple(depth[n] for n in order),
-        ranks=(0,) + tuple(order),
-        weights=(0.0,) + tuple(weight[n] for n in order),
+        tokens=(int(root_token), *map(token.__getitem__, order)),
+        parents=(-1, *[flat_of[parent[n]] for n in order]),
+        depths=(0, *map(depth.__getitem__, order)),
+        ranks=(0, *order),
+        weights=(0.0, *map(weight.__getitem__, order)),
     )

@@ -63,6 +63,7 @@ def speculative_decode(
     wants_hidden = bool(getattr(drafter, "wants_hidden", False))
     learn = getattr(weigh, "observe", None)
     step_done = getattr(drafter, "step_done", None)
+    observe = getattr(drafter, "observe", None)
     while len(out) < max_new_tokens:
         if should_stop is not None and should_stop():
             stats.stop_reason = "cancelled"
@@ -98,12 +99,13 @@ def speculative_decode(
         acc: Acceptance = (
             greedy_accept(inputs, predicted) if sampling is None else sample_accept(inputs, probs, rng)
         )
-        observe = getattr(drafter, "observe", None)
         if observe is not None:
             # drafters that recycle the model's own top-k (Token Recycling); the accepted rows
-            # only, as top-k over the whole vocabulary costs about as much per row as argmax
+            # only, as top-k over the whole vocabulary costs about as much per row as argmax;
+            # greedy acceptance already read each row's best token
             rows = list(acc.nodes)
-            observe(inputs.tokens[rows], top_k_rows(logits, rows, TOP_K))  # [len(rows)], [len(rows), TOP_K]
+            first = predicted if sampling is None else None
+            observe(inputs.tokens[rows], top_k_rows(logits, rows, TOP_K, first=first))  # [len(rows)], [len(rows), TOP_K]
         kv_cache.keep_rows(cache, past, acc.nodes)
         new = acc.new_tokens
         context.extend(new)
