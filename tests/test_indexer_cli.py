@@ -102,3 +102,41 @@ def test_compact_tier_from_the_cli(tmp_path, index_env, tiny_tokenizer_path, cap
     q = json.loads(capsys.readouterr().out)
     assert {c["source"] for c in q["candidates"]} <= {"workspace", "corpus-compact"}
     assert "corpus-compact" in {c["source"] for c in q["candidates"]}
+
+
+def test_prune_lists_then_removes_what_nothing_uses(tmp_path, index_env, tiny_tokenizer_path, capsys):
+    import shutil
+
+    tok = ["--tokenizer", str(tiny_tokenizer_path)]
+    kept_ws = make_workspace(tmp_path / "kept", {"m.py": SAMPLE_CODE})
+    gone_ws = make_workspace(tmp_path / "gone", {"m.py": SAMPLE_CODE.replace("add", "sum")})
+    kept_corpus = make_workspace(tmp_path / "c1", {"c.py": SAMPLE_CODE})
+    gone_corpus = make_workspace(tmp_path / "c2", {"c.py": SAMPLE_CODE.replace("add", "plus")})
+    assert main(["index", "build", "--workspace", str(kept_ws), "--corpus", str(kept_corpus), *tok, "--json"]) == 0
+    assert main(["index", "build", "--workspace", str(gone_ws), "--corpus", str(gone_corpus), *tok, "--json"]) == 0
+    capsys.readouterr()
+    root = index_env / "rest-lsp" / "index"
+    gone_dirs = {p for p in (root / "workspaces").iterdir() if p.is_dir()}
+    (root / "corpus" / "half-built").mkdir()  # no pointer yet: a build under way, never pruned
+    shutil.rmtree(gone_ws)
+    gone_index = next(p for p in gone_dirs if "gone" in (p / "CURRENT").read_bytes().decode(errors="replace"))
+    history = gone_index.parent / f"{gone_index.name}.history.msgpack"
+    history.write_bytes(b"\x90")
+
+    assert main(["index", "prune", *tok, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert not listed["removed"]
+    paths = {Path(e["path"]) for e in listed["entries"]}
+    kinds = sorted(e["kind"] for e in listed["entries"])
+    assert gone_index in paths and history in paths and kinds == ["corpus", "workspace", "workspace"]
+    assert all(p.exists() for p in paths)  # only listed
+    assert main(["index", "prune", *tok]) == 0
+    assert "run again with --yes" in capsys.readouterr().out
+
+    assert main(["index", "prune", *tok, "--yes"]) == 0
+    assert "removed 3 entries" in capsys.readouterr().out
+    assert not any(p.exists() for p in paths) and (root / "corpus" / "half-built").is_dir()
+    assert main(["index", "stats", "--workspace", str(kept_ws), *tok]) == 0  # the live index is intact
+    capsys.readouterr()
+    assert main(["index", "prune", *tok]) == 0
+    assert "nothing to prune" in capsys.readouterr().out

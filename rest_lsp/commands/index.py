@@ -79,6 +79,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=run_compact)
 
+    pr = isub.add_parser("prune", help="remove cached indexes nothing uses any more (lists them unless --yes)")
+    pr.add_argument("--yes", action="store_true", help="remove them (default: only list them)")
+    pr.add_argument("--tokenizer", metavar="PATH", default=None,
+                    help="tokenizer.json or model directory (default: the embedded model's)")
+    pr.add_argument("--config", metavar="FILE", default=None, help="config file (TOML or JSON)")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=run_prune)
+
     bench = isub.add_parser("bench", help="the datastore benchmark (same as python -m indexer.bench)")
     bench_module.add_arguments(bench)
     bench.set_defaults(func=run_bench)
@@ -234,6 +242,34 @@ def run_stats(args) -> int:
         print(json.dumps(stats, indent=2))
     else:
         _print_stats(stats)
+    return 0
+
+
+def run_prune(args) -> int:
+    """List (or with --yes remove) the cached indexes that nothing will use again."""
+    from indexer import cache_dirs
+    from indexer.tokens import load_tokenizer
+    from indexer.workspace_index import cache_root, corpus_dir
+
+    args.index_dir = None
+    config = _config(args)
+    root = cache_root()
+    stale = cache_dirs.stale_entries(root, keep=[corpus_dir(config.index, load_tokenizer(args.tokenizer))])
+    total = sum(e.bytes for e in stale)
+    freed = cache_dirs.remove(stale) if args.yes else 0
+    if args.json:
+        print(json.dumps({"cache": str(root), "removed": bool(args.yes), "bytes": total,
+                          "entries": [{"path": str(e.path), "kind": e.kind, "reason": e.reason, "bytes": e.bytes}
+                                      for e in stale]}, indent=2))
+        return 0
+    for e in stale:
+        print(f"{e.bytes / 1e6:8.1f} MB  {e.kind:<9} {e.path}  ({e.reason})")
+    if not stale:
+        print(f"nothing to prune under {root}")
+    elif args.yes:
+        print(f"removed {len(stale)} entries, {freed / 1e6:.1f} MB")
+    else:
+        print(f"{len(stale)} entries, {total / 1e6:.1f} MB: run again with --yes to remove them")
     return 0
 
 
