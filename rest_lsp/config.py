@@ -138,8 +138,9 @@ class RetrievalConfig:
     max_suffix: int = 16
     #: shortest context suffix searched
     min_suffix: int = 2
-    #: tokens per retrieved continuation
-    span: int = 10
+    #: tokens per retrieved continuation (16: with the depth decay, longer continuations pay;
+    #: `rest-lsp bench replay`, BENCHMARKS.md)
+    span: int = 16
     #: at most this many continuations are gathered per suffix (sampled evenly, not first-k);
     #: 1000 ranks a 64-node draft tree about as well as 5000 at a third of the cost (the
     #: "rest_paper" retrieval mode keeps the paper's first 5000 unless told otherwise)
@@ -182,6 +183,9 @@ class DecodingConfig:
     #: per-source draft weights: "learned" online from which drafts were accepted (starting
     #: from the defaults), or "fixed" at the defaults
     source_weights: str = "learned"
+    #: draft-tree prior that a deeper draft token is less likely reached: a node at depth d
+    #: weighs depth_decay^(d-1) times its candidates' weight (1: no decay)
+    depth_decay: float = 0.6
 
 
 @dataclass
@@ -291,6 +295,9 @@ class Config:
         if d.source_weights not in ("learned", "fixed"):
             problems.append(f"decoding.source_weights={d.source_weights!r} must be learned or fixed")
             d.source_weights = DecodingConfig.source_weights
+        if not 0.0 < d.depth_decay <= 1.0:
+            problems.append(f"decoding.depth_decay={d.depth_decay!r} must be in (0, 1]")
+            d.depth_decay = DecodingConfig.depth_decay
         if r.dense not in ("auto", "on", "off"):
             problems.append(f"retrieval.dense={r.dense!r} must be auto, on or off")
             r.dense = RetrievalConfig.dense

@@ -60,9 +60,10 @@ def build_trie(
     return trie
 
 
-def select_tree(trie: Trie, root_token: int, budget: int) -> DraftTree:
+def select_tree(trie: Trie, root_token: int, budget: int, depth_decay: float = 1.0) -> DraftTree:
     """The best ``budget`` nodes of ``trie`` (fewer if it is smaller), prefix-closed, in BFS order.
 
+    A node at depth d is worth its trie weight times ``depth_decay ** (d - 1)``.
     Best-first from the frontier; ties break on depth (shallower first), then the pick rank of
     the parent, then the token id, so the cut is deterministic.
     """
@@ -70,11 +71,12 @@ def select_tree(trie: Trie, root_token: int, budget: int) -> DraftTree:
     rank_of: dict[int, int] = {0: 0}
     frontier: list[tuple[float, int, int, int, int]] = []
 
+    def worth(node: int) -> float:
+        return trie.weight[node] * depth_decay ** (trie.depth[node] - 1)
+
     def push_children(node: int) -> None:
         for tok, child in trie.children[node].items():
-            heapq.heappush(
-                frontier, (-trie.weight[child], trie.depth[child], rank_of[node], tok, child)
-            )
+            heapq.heappush(frontier, (-worth(child), trie.depth[child], rank_of[node], tok, child))
 
     push_children(0)
     while frontier and len(picked) < budget:
@@ -91,7 +93,7 @@ def select_tree(trie: Trie, root_token: int, budget: int) -> DraftTree:
         parents=(-1,) + tuple(flat_of[trie.parent[n]] for n in order[1:]),
         depths=tuple(trie.depth[n] for n in order),
         ranks=tuple(rank_of[n] for n in order),
-        weights=(0.0,) + tuple(trie.weight[n] for n in order[1:]),
+        weights=(0.0,) + tuple(worth(n) for n in order[1:]),
     )
 
 

@@ -69,6 +69,21 @@ def tiny_model(arch: str = "llama", attn: str = "sdpa", seed: int = 0, vocab: in
     return model
 
 
+def near_copies(seed: int, n: int, length: int, changes: int) -> list[list[int]]:
+    """``n`` copies of one random token sequence, each with ``changes`` random tokens replaced:
+    documents in which retrieval (exact or dense) has something to find."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(1, VOCAB, size=length).tolist()
+    docs = []
+    for _ in range(n):
+        doc = list(base)
+        for j in rng.integers(0, length, size=changes):
+            doc[j] = int(rng.integers(1, VOCAB))
+        docs.append(doc)
+    return docs
+
 def reference_greedy(model, prompt: Sequence[int], n: int) -> list[int]:
     """Plain greedy decoding without any cache: argmax of a full forward per token."""
     ids = list(prompt)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine_testing import VOCAB, reference_greedy, single_thread, tiny_model  # noqa: F401
+from engine_testing import VOCAB, near_copies, reference_greedy, single_thread, tiny_model  # noqa: F401
 from indexer import dense as dense_mod
 from indexer.dense import DenseIndex, Projection
 from rest_lsp.config import DecodingConfig
@@ -29,15 +29,7 @@ from rest_lsp.errors import IndexCorruptError, ModelMismatchError
 
 
 def _docs(seed: int, n_docs: int = 6, length: int = 60) -> list[tuple[str, list[int]]]:
-    rng = np.random.default_rng(seed)
-    base = rng.integers(1, VOCAB, size=length).tolist()
-    out = []
-    for i in range(n_docs):  # near-copies: dense neighbours have something to find
-        doc = list(base)
-        for j in rng.integers(0, length, size=3):
-            doc[j] = int(rng.integers(1, VOCAB))
-        out.append((f"f{i}.py", doc))
-    return out
+    return [(f"f{i}.py", doc) for i, doc in enumerate(near_copies(seed, n_docs, length, 3))]
 
 
 @pytest.mark.parametrize("forward", ["packed", "transformers"])

@@ -15,7 +15,7 @@ from rest_lsp.engine.packed_llama import StaticCache
 from rest_lsp.engine.readout import argmax_rows, top_k_rows
 
 
-def numpy_context_draft(ctx, span=10, min_suffix=1, max_suffix=16, max_matches=64):
+def numpy_context_draft(ctx, span, min_suffix, max_suffix, max_matches):
     """The context drafter as it was: every match in numpy (``suffix_continuations``)."""
     arr = np.asarray(ctx, dtype=np.int64)
     n = len(arr)
@@ -37,7 +37,8 @@ def test_context_drafter_python_path_gives_the_numpy_candidates():
         drafter = ContextSuffixDrafter(**kw)
         if it % 5 == 0:
             drafter.LIST_MATCHES = 3  # many occurrences of the root: the numpy path
-        want = numpy_context_draft(ctx, **kw)
+        # the drafter's own settings (its defaults where ``kw`` leaves them)
+        want = numpy_context_draft(ctx, drafter.span, drafter.min_suffix, drafter.max_suffix, drafter.max_matches)
         got = drafter.draft(ctx)
         assert got == want, (ctx, kw)  # the same candidates in the same order
         assert all(type(t) is int for c in got for t in c.tokens)

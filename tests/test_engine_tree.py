@@ -71,10 +71,10 @@ def test_max_depth_cuts_long_drafts():
 
 
 @settings(max_examples=150, deadline=None)
-@given(candidates_st, st.integers(0, 20))
-def test_cut_is_prefix_closed_nested_and_bfs(cands, budget):
+@given(candidates_st, st.integers(0, 20), st.sampled_from([1.0, 0.6, 0.1]))
+def test_cut_is_prefix_closed_nested_and_bfs(cands, budget, decay):
     weights = candidate_weights(cands)
-    tree = build_draft_tree(99, cands, budget, weights=weights)
+    tree = build_draft_tree(99, cands, budget, weights=weights, depth_decay=decay)
     trie = build_trie(cands, weights)
     assert len(tree) - 1 == min(budget, len(trie.token) - 1)
     for i in range(1, len(tree)):
@@ -89,7 +89,7 @@ def test_cut_is_prefix_closed_nested_and_bfs(cands, budget):
         assert (tree.parents[i], tree.tokens[i]) not in seen
         seen.add((tree.parents[i], tree.tokens[i]))
     # nested: the cut at a smaller budget is the first picks of this one
-    smaller = build_draft_tree(99, cands, max(budget - 3, 0), weights=weights)
+    smaller = build_draft_tree(99, cands, max(budget - 3, 0), weights=weights, depth_decay=decay)
 
     def paths(t):
         out = set()
@@ -104,17 +104,30 @@ def test_cut_is_prefix_closed_nested_and_bfs(cands, budget):
 
 @settings(max_examples=300, deadline=None)
 @given(candidates_st, st.integers(0, 20), st.one_of(st.none(), st.integers(1, 7)), st.integers(1, 24),
-       st.booleans())
-def test_lazy_cut_equals_the_cut_of_the_whole_trie(cands, budget, max_depth, max_budget, equal_weights):
+       st.booleans(), st.sampled_from([1.0, 0.6, 0.25]))
+def test_lazy_cut_equals_the_cut_of_the_whole_trie(cands, budget, max_depth, max_budget, equal_weights, decay):
     """``build_draft_tree`` expands only picked nodes; its tree is the full trie's best-first cut,
-    node for node (tokens, parents, depths, ranks, weights), ties included."""
+    node for node (tokens, parents, depths, ranks, weights), ties included, with any depth decay."""
     weights = [1.0] * len(cands) if equal_weights else candidate_weights(cands)
-    tree = build_draft_tree(99, cands, budget, weights=weights, max_depth=max_depth, max_budget=max_budget)
+    tree = build_draft_tree(99, cands, budget, weights=weights, max_depth=max_depth, max_budget=max_budget,
+                            depth_decay=decay)
     if budget <= 0 or not cands:
         assert tree.tokens == (99,)
         return
     depth = max(budget, max_budget) if max_depth is None else min(max_depth, max(budget, max_budget))
-    assert tree == select_tree(build_trie(cands, weights, depth), 99, budget)
+    assert tree == select_tree(build_trie(cands, weights, depth), 99, budget, depth_decay=decay)
+
+
+def test_depth_decay_lets_a_second_first_token_in_before_a_long_chain_ends():
+    """A heavy 6-token chain and a lighter alternative first token: without decay the chain
+    takes a 4-node budget whole; with decay the alternative (depth 1) outranks the chain's 4th
+    token (3 x 0.6^3 = 0.65 < 1)."""
+    cands = [c([1, 2, 3, 4, 5, 6], 3), c([7], 1)]
+    plain = build_draft_tree(0, cands, budget=4, weights=[3.0, 1.0])
+    decayed = build_draft_tree(0, cands, budget=4, weights=[3.0, 1.0], depth_decay=0.6)
+    assert plain.tokens == (0, 1, 2, 3, 4)
+    assert decayed.tokens == (0, 1, 7, 2, 3)
+    assert decayed.weights == (0.0, 3.0, 1.0, 3.0 * 0.6, 3.0 * 0.6**2)
 
 
 def test_tree_inputs_mask_positions_and_leaf_paths():

@@ -98,3 +98,14 @@ def test_corpus_tier_options_are_checked():
     assert config.index.corpus_tier == "full" and any("corpus_compact_dir" in p for p in problems)
     config, problems = Config.from_dict({"index": {"corpus_tier": "compact", "corpus_compact_dir": "/x"}})
     assert config.index.corpus_tier == "compact" and not problems
+
+
+def test_depth_decay_is_checked():
+    from rest_lsp.config import Config, DecodingConfig
+
+    for bad in (0.0, 1.5, -0.2):
+        config, problems = Config.from_dict({"decoding": {"depth_decay": bad}})
+        assert config.decoding.depth_decay == DecodingConfig.depth_decay
+        assert any("depth_decay" in p and str(bad) in p for p in problems)
+    config, problems = Config.from_dict({"decoding": {"depth_decay": 0.5}})
+    assert config.decoding.depth_decay == 0.5 and not problems

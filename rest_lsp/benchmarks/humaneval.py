@@ -243,7 +243,9 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
             methods[name] = transformers_method(loaded.model, eos, max_new_tokens=n, prompt_lookup=10)
         elif name == "rest_paper" and (corpus_store or store) is not None:
             paper = DatastoreDrafter(corpus_store or store, span=10, mode="rest_paper", max_candidates=5000)
-            methods[name] = engine_method(engine, drafter=paper, budget=64, max_new_tokens=n)
+            # the paper cuts its trie by counts alone: no depth prior
+            plain = dataclasses.replace(config.decoding, depth_decay=1.0)
+            methods[name] = engine_method(Engine.from_loaded(loaded, plain, paper), budget=64, max_new_tokens=n)
         elif name == "default":
             methods[name] = engine_method(engine, max_new_tokens=n)
         elif name == "no_datastore":

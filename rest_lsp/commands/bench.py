@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -100,19 +101,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     dn.add_argument("--out", default="bench-out/dense.json", metavar="FILE")
     dn.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.dense", fromlist=["x"]).main(args))
     dr = kinds.add_parser("drafters", help="sparse, dense, history and merged drafting at one budget (HumanEval, repository)")
-    dr.add_argument("--limit", type=int, default=40, help="HumanEval prompts (0: skip HumanEval)")
-    dr.add_argument("--workspace", default="", metavar="DIR", help="also cursor positions in this repository (as `bench repo`)")
-    dr.add_argument("--held-out", type=int, default=4)
-    dr.add_argument("--positions-per-file", type=int, default=10)
-    dr.add_argument("--seed", type=int, default=0)
+    _drafting_workloads(dr, "bench-out/drafters")
     dr.add_argument("--budget", type=int, default=16, help="fixed draft budget, the same for every method")
-    dr.add_argument("--max-new-tokens", type=int, default=64)
-    dr.add_argument("--dense-tokens", type=int, default=300_000, help="HumanEval: standard-library tokens in the dense index")
     dr.add_argument("--methods", default=",".join(__import__("rest_lsp.benchmarks.drafters", fromlist=["x"]).METHODS))
-    dr.add_argument("--model", default="", metavar="NAME")
-    dr.add_argument("--threads", type=int, default=0)
-    dr.add_argument("--out", default="bench-out/drafters", metavar="DIR")
     dr.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.drafters", fromlist=["x"]).main(args))
+    rl = kinds.add_parser("replay", help="tokens/step of drafting configurations replayed from greedy traces (no model per configuration)")
+    _drafting_workloads(rl, "bench-out/replay")
+    rl.add_argument("--methods", default=",".join(__import__("rest_lsp.benchmarks.replay", fromlist=["x"]).METHODS))
+    rl.add_argument("--budgets", default="16", help="fixed draft budgets (comma-separated)")
+    rl.add_argument("--spans", default="10,16", help="continuation lengths of the exact-match sources (comma-separated)")
+    rl.add_argument("--decays", default="1,0.8,0.6", help="draft-tree depth decays (comma-separated)")
+    rl.add_argument("--reuse", action="store_true", help="replay the traces and dense indexes of an earlier run in --out")
+    rl.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.replay", fromlist=["x"]).main(args))
     srv = kinds.add_parser("server", help="end-to-end completion latency over LSP: REST vs greedy, KV reuse, typing")
     from rest_lsp.completion.bench import add_arguments
 
@@ -120,6 +120,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     srv.set_defaults(func=lambda args: __import__("rest_lsp.completion.bench", fromlist=["x"]).run_and_report(args))
     _register_hardening(kinds)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def _drafting_workloads(p: argparse.ArgumentParser, out: str) -> None:
+    """The options of the drafting benchmarks' two workloads (HumanEval and a repository)."""
+    p.add_argument("--limit", type=int, default=40, help="HumanEval prompts (0: skip HumanEval)")
+    p.add_argument("--workspace", default="", metavar="DIR", help="also cursor positions in this repository (as `bench repo`)")
+    p.add_argument("--held-out", type=int, default=4)
+    p.add_argument("--positions-per-file", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--dense-tokens", type=int, default=300_000, help="HumanEval: standard-library tokens in the dense index")
+    p.add_argument("--model", default="", metavar="NAME")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", default=out, metavar="DIR")
 
 
 def _register_hardening(kinds: argparse._SubParsersAction) -> None:
@@ -272,8 +286,9 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     results: dict[str, bench.MethodResult] = {}
     plan = {
         "greedy": lambda: bench.run_engine(engine, "greedy (ours)", prompts, n, mode="greedy"),
-        "rest_paper": lambda: bench.run_engine(
-            engine, "REST-paper config (corpus, 64 nodes, span 10, first 5000)", prompts, n,
+        "rest_paper": lambda: bench.run_engine(  # the paper cuts its trie by counts alone: no depth prior
+            Engine.from_loaded(loaded, dataclasses.replace(config.decoding, depth_decay=1.0), None, cost=cost),
+            "REST-paper config (corpus, 64 nodes, span 10, first 5000)", prompts, n,
             drafter=DatastoreDrafter(store, span=10, mode="rest_paper", max_candidates=5000), budget=64),
         "ours64": lambda: bench.run_engine(engine, "ours, 64 nodes (context + recycling + datastore)", prompts, n,
                                            budget=64),

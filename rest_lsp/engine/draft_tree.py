@@ -56,6 +56,7 @@ def build_draft_tree(
     weights: Sequence[float] | None = None,
     max_depth: int | None = None,
     max_budget: int = DEFAULT_MAX_BUDGET,
+    depth_decay: float = 1.0,
 ) -> DraftTree:
     """The draft tree of at most ``budget`` draft tokens below ``root_token``.
 
@@ -65,6 +66,9 @@ def build_draft_tree(
     the largest part of a step's overhead: ~140 candidates of ~5 tokens for ~20 picked nodes).
     ``max_budget``: the largest budget this caller asks for (a tree is never deeper); the trees
     of any two budgets are nested whatever it is.
+    ``depth_decay``: a node at depth d weighs ``depth_decay ** (d - 1)`` times its candidates'
+    weight, a geometric prior that a deeper draft token is less likely to be reached: without
+    it one long heavy chain takes the whole budget before the second-best first token.
     """
     if budget <= 0 or not candidates:
         return DraftTree((int(root_token),), (-1,), (0,), (0,), (0.0,))
@@ -81,6 +85,7 @@ def build_draft_tree(
     frontier: list[tuple[float, int, int, int, int, list[int]]] = []
 
     def push_children(node: int, members: list[int], d: int) -> None:
+        scale = depth_decay**d  # the children are at depth d + 1
         groups: dict[int, list] = {}
         for i in members:
             path = paths[i]
@@ -92,7 +97,7 @@ def build_draft_tree(
                     group[0] += weights[i]
                     group[1].append(i)
         for tok, (w, through) in groups.items():
-            heapq.heappush(frontier, (-w, d + 1, node, tok, node, through))
+            heapq.heappush(frontier, (-w * scale, d + 1, node, tok, node, through))
 
     push_children(0, [i for i, w in enumerate(weights) if w > 0], 0)
     while frontier and len(token) <= budget:

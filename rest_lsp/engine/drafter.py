@@ -136,7 +136,7 @@ class ContextSuffixDrafter:
 
     def __init__(
         self,
-        span: int = 10,
+        span: int = 16,
         min_suffix: int = 1,
         max_suffix: int = 16,
         max_matches: int = 64,
@@ -219,7 +219,7 @@ class HistoryDrafter:
     continuations count double.  ``to_list``/``from_list`` persist it (plain ints: msgpack).
     """
 
-    def __init__(self, max_tokens: int = 50_000, span: int = 10, min_suffix: int = 2,
+    def __init__(self, max_tokens: int = 50_000, span: int = 16, min_suffix: int = 2,
                  max_suffix: int = 16, max_matches: int = 32, source: str = "history") -> None:
         self.max_tokens = max_tokens
         self.span, self.min_suffix, self.max_suffix = span, min_suffix, max_suffix

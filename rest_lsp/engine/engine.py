@@ -189,6 +189,7 @@ class Engine:
                     rng=np.random.default_rng(seed) if sampling is not None else None,
                     window=self.window,
                     weigh=self.source_weights if d.source_weights == "learned" else candidate_weights,
+                    depth_decay=d.depth_decay,
                 )
                 self._cached_ids = context[: kv_cache.cache_length(self._cache)]
             except BaseException:

@@ -49,6 +49,7 @@ def speculative_decode(
     rng: np.random.Generator | None = None,
     weigh: Callable[[Sequence[Candidate]], list[float]] = candidate_weights,
     window: int | None = None,
+    depth_decay: float = 1.0,
 ) -> list[int]:
     """Generate up to ``max_new_tokens`` after ``context`` (extended in place); returns them.
 
@@ -76,7 +77,7 @@ def speculative_decode(
         # deeper drafts than the tokens still wanted would be verified for nothing
         tree = build_draft_tree(
             context[-1], candidates, requested, weights=weigh(candidates), max_depth=remaining - 1,
-            max_budget=getattr(policy, "max_budget", requested),
+            max_budget=getattr(policy, "max_budget", requested), depth_decay=depth_decay,
         )
         inputs = tree_inputs(tree)
         past = kv_cache.cache_length(cache)
