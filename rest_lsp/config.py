@@ -138,8 +138,7 @@ class RetrievalConfig:
     max_suffix: int = 16
     #: shortest context suffix searched
     min_suffix: int = 2
-    #: tokens per retrieved continuation (16: with the depth decay, longer continuations pay;
-    #: `rest-lsp bench replay`, BENCHMARKS.md)
+    #: tokens per retrieved continuation (16 pays with decoding.depth_decay: `bench replay`)
     span: int = 16
     #: at most this many continuations are gathered per suffix (sampled evenly, not first-k);
     #: 1000 ranks a 64-node draft tree about as well as 5000 at a third of the cost (the
@@ -254,102 +253,12 @@ class Config:
 
     def check(self) -> list[str]:
         """Range checks across fields; returns problems (and resets offending fields)."""
-        problems: list[str] = []
-        r = self.retrieval
-        if not 1 <= r.min_suffix <= r.max_suffix:
-            problems.append(
-                f"retrieval.min_suffix={r.min_suffix} must be >= 1 and <= max_suffix={r.max_suffix}"
-            )
-            r.min_suffix, r.max_suffix = RetrievalConfig.min_suffix, RetrievalConfig.max_suffix
-        for section, name, low in (
-            (r, "span", 1),
-            (r, "max_candidates", 1),
-            (self.decoding, "max_new_tokens", 1),
-            (self.decoding, "draft_budget", 0),
-            (self.decoding, "max_draft_budget", 1),
-            (self.index, "max_file_bytes", 1),
-            (self.index, "watch_debounce_ms", 0),
-            (self.index, "corpus_shard_tokens", 1),
-            (self.index, "compact_tokens", 1),
-            (r, "max_nodes", 0),
-            (r, "history_tokens", 0),
-            (r, "dense_neighbours", 1),
-            (self.server, "debounce_ms", 0),
-            (self.server, "max_prompt_tokens", 16),
-            (self.model, "threads", 0),
-        ):
-            value = getattr(section, name)
-            if value < low:
-                problems.append(f"{type(section).__name__}.{name}={value} must be >= {low}")
-                setattr(section, name, _default_of(section, name))
-        d = self.decoding
-        if d.temperature < 0:
-            problems.append(f"decoding.temperature={d.temperature} must be >= 0")
-            d.temperature = DecodingConfig.temperature
-        if not 0 < d.top_p <= 1:
-            problems.append(f"decoding.top_p={d.top_p} must be in (0, 1]")
-            d.top_p = DecodingConfig.top_p
-        if d.mode not in ("rest", "greedy"):
-            problems.append(f"decoding.mode={d.mode!r} must be rest or greedy")
-            d.mode = DecodingConfig.mode
-        if d.source_weights not in ("learned", "fixed"):
-            problems.append(f"decoding.source_weights={d.source_weights!r} must be learned or fixed")
-            d.source_weights = DecodingConfig.source_weights
-        if not 0.0 < d.depth_decay <= 1.0:
-            problems.append(f"decoding.depth_decay={d.depth_decay!r} must be in (0, 1]")
-            d.depth_decay = DecodingConfig.depth_decay
-        if r.dense not in ("auto", "on", "off"):
-            problems.append(f"retrieval.dense={r.dense!r} must be auto, on or off")
-            r.dense = RetrievalConfig.dense
-        if self.model.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            problems.append(f"model.dtype={self.model.dtype!r} must be auto, float32, bfloat16 or float16")
-            self.model.dtype = ModelConfig.dtype
-        if self.index.corpus_tier not in ("full", "compact"):
-            problems.append(f"index.corpus_tier={self.index.corpus_tier!r} must be full or compact")
-            self.index.corpus_tier = IndexConfig.corpus_tier
-        if self.index.corpus_tier == "compact" and not self.index.corpus_compact_dir:
-            problems.append("index.corpus_tier=compact needs index.corpus_compact_dir (build one with "
-                            "`rest-lsp index compact`); using the full corpus")
-            self.index.corpus_tier = "full"
-        problems.extend(self._check_remote())
-        if self.model.forward not in ("auto", "packed", "transformers"):
-            problems.append(f"model.forward={self.model.forward!r} must be auto, packed or transformers")
-            self.model.forward = ModelConfig.forward
-        dev = self.model.device
-        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            problems.append(f"model.device={dev!r} must be auto, cpu, cuda or cuda:N")
-            self.model.device = ModelConfig.device
-        return problems
+        from rest_lsp.config_check import check
 
-    def _check_remote(self) -> list[str]:
-        """The remote datastore options: http(s) URLs with a host, a positive budget."""
-        import urllib.parse
-
-        problems: list[str] = []
-        ix = self.index
-        good = []
-        for url in ix.remote_datastores:
-            parts = urllib.parse.urlsplit(url)
-            try:
-                parts.port  # noqa: B018 (raises on a bad port)
-                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-            except ValueError:
-                ok = False
-            if ok:
-                good.append(url)
-            else:
-                problems.append(f"index.remote_datastores: {url!r} is not an http(s)://host[:port] URL; left out")
-        ix.remote_datastores = good
-        if not ix.remote_budget_ms > 0:
-            problems.append(f"index.remote_budget_ms={ix.remote_budget_ms} must be > 0")
-            ix.remote_budget_ms = IndexConfig.remote_budget_ms
-        if not ix.remote_retry_s >= 0:
-            problems.append(f"index.remote_retry_s={ix.remote_retry_s} must be >= 0")
-            ix.remote_retry_s = IndexConfig.remote_retry_s
-        return problems
+        return check(self)
 
 
-def _default_of(section: object, name: str) -> Any:
+def default_of(section: object, name: str) -> Any:
     """The default value of one field of a section dataclass."""
     return getattr(type(section)(), name)
 
