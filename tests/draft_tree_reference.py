@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from rest_lsp.engine.draft_tree import DraftTree
-from rest_lsp.engine.drafter import Candidate, candidate_weights
+from rest_lsp.engine.drafter import Candidate
+from rest_lsp.engine.source_weights import candidate_weights
 from rest_lsp.engine.tree_inputs import TreeInputs
 
 

@@ -16,9 +16,8 @@ from rest_lsp.engine.drafter import (
     ContextSuffixDrafter,
     HistoryDrafter,
     MergedDrafter,
-    SourceWeights,
-    source_credit,
 )
+from rest_lsp.engine.source_weights import SourceWeights, source_credit
 from rest_lsp.engine.engine import Engine
 from rest_lsp.engine.forward import verify_tree
 from rest_lsp.engine import kv_cache

@@ -13,8 +13,8 @@ from rest_lsp.engine.drafter import (
     NullDrafter,
     PromptLookupDrafter,
     RecyclingDrafter,
-    candidate_weights,
 )
+from rest_lsp.engine.source_weights import candidate_weights
 
 
 def test_prompt_lookup_matches_transformers_candidate_generator():

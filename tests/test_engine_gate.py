@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rest_lsp.engine.drafter import Candidate, MergedDrafter, source_credit
+from rest_lsp.engine.drafter import Candidate, MergedDrafter
+from rest_lsp.engine.source_weights import source_credit
 from rest_lsp.engine.gate import GatedDrafter
 
 

@@ -8,8 +8,8 @@ from engine_testing import VOCAB, near_copies, single_thread, tiny_model  # noqa
 from rest_lsp.benchmarks.replay import EOS_MARK, Trace, accepted_length, capture, load_traces, replay, save_traces
 from rest_lsp.config import DecodingConfig
 from rest_lsp.dense import DenseDrafter, build_dense_index, model_identity
-from rest_lsp.engine.drafter import (ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter,
-                                     SourceWeights)
+from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
+from rest_lsp.engine.source_weights import SourceWeights
 from rest_lsp.engine.engine import Engine
 
 

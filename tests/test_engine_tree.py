@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from draft_tree_reference import build_trie, leaf_paths, select_tree
 from rest_lsp.engine.draft_tree import build_draft_tree
-from rest_lsp.engine.drafter import Candidate, candidate_weights
+from rest_lsp.engine.drafter import Candidate
+from rest_lsp.engine.source_weights import candidate_weights
 from rest_lsp.engine.tree_inputs import tree_inputs
 
 candidates_st = st.lists(

@@ -86,7 +86,7 @@ def replay(traces: Sequence[Trace], drafter: Any, weigh: Callable | None = None,
     ``budget``: the drafter is asked, observes the model's top-k and hidden state, ``weigh`` learns,
     and after each trace ``history`` (if given) learns its output, as ``bench drafters`` does."""
     from rest_lsp.engine.draft_tree import build_draft_tree
-    from rest_lsp.engine.drafter import candidate_weights, source_credit
+    from rest_lsp.engine.source_weights import candidate_weights, source_credit
 
     weigh = weigh or candidate_weights
     learn = getattr(weigh, "observe", None)
@@ -214,7 +214,7 @@ def run_grid(traces: Sequence[Trace], retrieval: Any, stores: Sequence[Any], den
              methods: Sequence[str], budgets: Sequence[int], spans: Sequence[int], decays: Sequence[float],
              max_new_tokens: int) -> list[dict[str, Any]]:
     """Tokens per step of every method at every (budget, span, depth decay); one row per point."""
-    from rest_lsp.engine.drafter import SourceWeights
+    from rest_lsp.engine.source_weights import SourceWeights
 
     rows = []
     for budget, span, decay in itertools.product(budgets, spans, decays):

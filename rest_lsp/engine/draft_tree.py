@@ -12,7 +12,8 @@ import heapq
 from dataclasses import dataclass
 from typing import Sequence
 
-from rest_lsp.engine.drafter import Candidate, candidate_weights
+from rest_lsp.engine.drafter import Candidate
+from rest_lsp.engine.source_weights import candidate_weights
 
 #: the budget bound assumed when a caller does not give one (DecodingConfig.max_draft_budget)
 DEFAULT_MAX_BUDGET = 64

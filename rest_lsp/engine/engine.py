@@ -16,7 +16,8 @@ import numpy as np
 from rest_lsp.config import DecodingConfig
 from rest_lsp.engine import kv_cache
 from rest_lsp.engine.budget import AdaptiveBudget, BudgetPolicy, CostModel, FixedBudget
-from rest_lsp.engine.drafter import ContextSuffixDrafter, Drafter, SourceWeights, candidate_weights
+from rest_lsp.engine.drafter import ContextSuffixDrafter, Drafter
+from rest_lsp.engine.source_weights import SourceWeights, candidate_weights
 from rest_lsp.engine.forward import prefill
 from rest_lsp.engine.sampling import SamplingParams
 from rest_lsp.engine.speculative import ShouldStopFn, StopFn, speculative_decode

@@ -18,7 +18,8 @@ from rest_lsp.engine import kv_cache
 from rest_lsp.engine.acceptance import Acceptance, greedy_accept, sample_accept
 from rest_lsp.engine.budget import BudgetPolicy
 from rest_lsp.engine.draft_tree import build_draft_tree
-from rest_lsp.engine.drafter import Candidate, Drafter, candidate_weights, source_credit
+from rest_lsp.engine.drafter import Candidate, Drafter
+from rest_lsp.engine.source_weights import candidate_weights, source_credit
 from rest_lsp.engine.forward import verify_tree
 from rest_lsp.engine.readout import argmax_rows, top_k_rows
 from rest_lsp.engine.sampling import SamplingParams, probabilities
