@@ -121,7 +121,7 @@ def _config(args):
         config = Config()
     if getattr(args, "corpus", None):
         config.index.corpus_roots = list(args.corpus)
-    if args.index_dir:
+    if getattr(args, "index_dir", None):
         config.index.index_dir = args.index_dir
     return config
 
@@ -251,7 +251,6 @@ def run_prune(args) -> int:
     from indexer.tokens import load_tokenizer
     from indexer.workspace_index import cache_root, corpus_dir
 
-    args.index_dir = None
     config = _config(args)
     root = cache_root()
     stale = cache_dirs.stale_entries(root, keep=[corpus_dir(config.index, load_tokenizer(args.tokenizer))])
