@@ -154,6 +154,9 @@ class RetrievalConfig:
     gate: bool = True
     #: tokens of the model's own recent outputs kept as the "history" draft source (0: off)
     history_tokens: int = 50_000
+    #: cursor positions of the workspace the model completes in the background, while idle, to
+    #: fill the history source with its own outputs (rest_lsp/completion/warmup.py; 0: off)
+    history_warmup: int = 400
     #: dense drafts (DReSD) from the workspace's dense index: "auto" uses one when built (`rest-lsp
     #: index dense`), "on" also builds it in the server's background, "off" never; not "on" by
     #: default: on the embedded model they do not pay for their verification (BENCHMARKS.md)

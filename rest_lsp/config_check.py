@@ -47,6 +47,7 @@ def check(config: Config) -> list[str]:
         (config.index, "compact_tokens", 1),
         (r, "max_nodes", 0),
         (r, "history_tokens", 0),
+        (r, "history_warmup", 0),
         (r, "dense_neighbours", 1),
         (config.server, "debounce_ms", 0),
         (config.server, "max_prompt_tokens", 16),

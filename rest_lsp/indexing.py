@@ -1,5 +1,5 @@
-"""The server's background indexing (model, datastore, then the dense tier when asked), reported
-to the client with work-done progress (``$/progress``)."""
+"""The server's background indexing (model, datastore, then the dense tier when asked and the
+history warm-up), reported to the client with work-done progress (``$/progress``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from typing import Any
 from lsprotocol import types as lsp
 
 log = logging.getLogger(__name__)
+
+
+def warmup_wanted_of(service: Any) -> bool:
+    """Whether ``service`` has history warm-up left (imported late: no work at import time)."""
+    from rest_lsp.completion import warmup
+
+    return warmup.wanted(service)
 
 
 async def start_indexing(ls: Any, title: str, rebuild: bool = False, reload: bool = False) -> None:
@@ -32,24 +39,42 @@ async def start_indexing(ls: Any, title: str, rebuild: bool = False, reload: boo
             pct = int(100 * done / total) if total else None
             ls._send(lambda: ls.work_done_progress.report(token, lsp.WorkDoneProgressReport(message=message, percentage=pct)))
 
-    def end(message: str) -> None:
+    def end(message: str, logged: bool = False) -> None:
         if progress_ok:
             ls._send(lambda: ls.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message)))
-        ls.log_line(message)
+        if not logged:
+            ls.log_line(message)
 
-    def build_dense() -> None:
-        end(ls.service.build_dense(report))
+    def background(message: str) -> None:
+        # the dense build (retrieval.dense = "on", no index yet), then the history warm-up, under
+        # the same progress; completions are served meanwhile
+        from rest_lsp.completion import warmup
+
+        logged = True  # ``message`` (the ready line) was logged already
+        try:
+            if ls.service.wants_dense():
+                message, logged = ls.service.build_dense(report), False
+            if warmup.wanted(ls.service):
+                if not logged:
+                    ls.log_line(message)  # the warm-up's line ends the progress instead
+                    logged = True
+                line = warmup.run_warmup(ls.service, report)
+                if line:
+                    message, logged = line, False
+        except Exception as exc:  # the daemon serves on without them
+            log.exception("background work failed")
+            message, logged = f"rest-lsp: background work failed: {exc}", False
+        end(message, logged)
 
     def work() -> None:
         try:
             ls.service.start(progress=report, rebuild=rebuild, reload=reload)
             message = ls.service.ready_message()
-            if ls.service.wants_dense():
-                # retrieval.dense = "on" and no dense index yet: completions work from now on, and
-                # the first dense build follows under the same progress, on a thread of its own:
-                # saved files' refreshes, which queue on this worker, must not wait for it
+            if ls.service.wants_dense() or warmup_wanted_of(ls.service):
+                # completions work from now on; the rest follows on a thread of its own: saved
+                # files' refreshes, which queue on this worker, must not wait for it
                 ls.log_line(message)
-                threading.Thread(target=build_dense, name="rest-lsp-dense-build", daemon=True).start()
+                threading.Thread(target=background, args=(message,), name="rest-lsp-background", daemon=True).start()
                 return
         except Exception as exc:
             log.exception("indexing failed")

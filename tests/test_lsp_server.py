@@ -284,7 +284,7 @@ async def test_classic_and_inline_requests_together_share_one_result(tmp_path, m
 async def test_dense_on_builds_the_dense_index_in_the_background(tmp_path, model_dir, corpus, workspace):
     # retrieval.dense = "on" and no dense index yet: completions work at once, the first build
     # follows under the same $/progress, and from then on the dense tier drafts
-    client, _ = await start(tmp_path / "home", model_dir, corpus, workspace, retrieval={"dense": "on"})
+    client, _ = await start(tmp_path / "home", model_dir, corpus, workspace, retrieval={"dense": "on", "history_warmup": 0})
     try:
         uri = open_doc(client, workspace / "dense.py", "def k(w):\n    ")
         await inline(client, uri, 1, 4)  # answered, whether or not the build is done
@@ -301,3 +301,32 @@ async def test_dense_on_builds_the_dense_index_in_the_background(tmp_path, model
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_history_warm_up_follows_the_dense_build_and_persists(tmp_path, model_dir, corpus):
+    # after indexing: the dense build, then the model's completions at 4 workspace positions,
+    # under one $/progress that ends with the warm-up's line; a restart does not warm up again
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "mod.py").write_text("".join(f"def f{j}(x):\n    return x * {j}\n\n" for j in range(8)))
+    for attempt in (1, 2):
+        client, _ = await start(tmp_path / "home", model_dir, corpus, ws, retrieval={"dense": "on", "history_warmup": 4})
+        try:
+            if attempt == 1:
+                dense_line = await wait_for_log(client, lambda m: m.startswith("rest-lsp: dense index"), timeout=120)
+                line = await wait_for_log(client, lambda m: m.startswith("rest-lsp: history"), timeout=120)
+                assert dense_line.startswith("rest-lsp: dense index built"), dense_line
+                assert "history warmed: 4/4 completions" in line, line
+                reports = [r for rs in client.progress_reports.values() for r in rs]
+                assert any(isinstance(r, lsp.WorkDoneProgressReport) and "warming the history" in (r.message or "")
+                           for r in reports)
+                ends = [r for r in reports if isinstance(r, lsp.WorkDoneProgressEnd)]
+                assert ends and ends[-1].message == line
+            status = await client.workspace_execute_command_async(lsp.ExecuteCommandParams(command="rest-lsp.status"))
+            assert status["history_warmup"] == {"done": 4, "target": 4} and status["history_tokens"] > 0
+            if attempt == 2:  # persisted with the history: nothing left to warm up
+                assert not any(m.message.startswith("rest-lsp: history") for m in client.log_messages)
+        finally:
+            await client.shutdown_session()
+            await client.stop()

@@ -4,8 +4,10 @@ Two workloads: the HumanEval prompts (sparse = the corpus index plus the context
 index of the model's hidden states over a sample of the standard library) and, with
 ``--workspace``, cursor positions in held-out files of a real repository (sparse = that
 workspace's index, the corpus and the context; dense = the workspace's files).  The history
-source starts empty and learns the model's outputs as the prompts go by (every method decodes
-the same greedy text, so every history sees the same outputs).  Methods are interleaved per
+source learns the model's outputs as the prompts go by (every method decodes the same greedy
+text, so every history sees the same outputs); on the repository it starts as the daemon's
+does, warmed with the model's completions at ``--history-warmup`` positions of the indexed
+files (``rest_lsp/completion/warmup.py``; HumanEval has no workspace to warm up on).  Methods are interleaved per
 prompt; each has its own engine (its own learned source weights).
 """
 
@@ -41,9 +43,10 @@ def _with_history(method: Any, history: Any) -> Any:
 
 
 def method_drafter(name: str, retrieval: Any, stores: Sequence[Any], dense_index: Any, vocab: int,
-                   span: int) -> tuple[Any, Any]:
+                   span: int, warm: Sequence[Sequence[int]] = ()) -> tuple[Any, Any]:
     """A fresh (drafter, its history source or None) of the method ``name``: the exact-match
-    sources draft continuations of ``span`` tokens (``bench replay`` varies it)."""
+    sources draft continuations of ``span`` tokens (``bench replay`` varies it); the history
+    starts with the ``warm`` outputs (the warm-up's, ``warmup_outputs``)."""
     from rest_lsp.dense import DenseDrafter
     from rest_lsp.drafters import DatastoreDrafter
     from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
@@ -51,6 +54,8 @@ def method_drafter(name: str, retrieval: Any, stores: Sequence[Any], dense_index
     r = retrieval
     sparse = [ContextSuffixDrafter(span=span, max_suffix=r.max_suffix)] + [DatastoreDrafter(s, span=span) for s in stores]
     history = HistoryDrafter(r.history_tokens, span=span) if name in ("rest-history", "rest-merged") else None
+    for out in warm if history is not None else ():
+        history.add(out)
     if name == "rest-sparse":
         return MergedDrafter(sparse), None
     if name == "rest-dense":
@@ -73,7 +78,7 @@ def dense_drafter_of(drafter: Any) -> Any:
 
 
 def build_methods(loaded: Any, config: Any, sparse: list[Any], dense_index: Any, budget: int,
-                  max_new_tokens: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                  max_new_tokens: int, warm: Sequence[Sequence[int]] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """The methods, and the dense drafters (for their search timings)."""
     from rest_lsp.benchmarks.humaneval import engine_method
     from rest_lsp.engine.engine import Engine
@@ -89,7 +94,7 @@ def build_methods(loaded: Any, config: Any, sparse: list[Any], dense_index: Any,
         if name == "greedy":
             continue
         drafter, history = method_drafter(name, config.retrieval, [s for s in sparse if s is not None], dense_index,
-                                          vocab, config.retrieval.span)
+                                          vocab, config.retrieval.span, warm)
         methods[name] = method(drafter) if history is None else _with_history(method(drafter), history)
         if dense_drafter_of(drafter) is not None:
             dense[name] = dense_drafter_of(drafter)
@@ -115,6 +120,21 @@ class RepositoryWorkload:
         return repo.completion_prompts(self.root, self.held, tokenizer, config.server.max_prompt_tokens,
                                        args.positions_per_file, args.seed)[0]
 
+    def warmup_prompts(self, tokenizer: Any, config: Any, count: int) -> list[list[int]]:
+        """The history warm-up's prompts: ``count`` cursor positions over the indexed (not
+        held-out) files, picked as the daemon picks them, cut as the workload's prompts are."""
+        from rest_lsp.completion.prompt import fit_prefix
+        from rest_lsp.completion.warmup import warmup_positions
+
+        texts = {rel: (self.copy / rel).read_text(encoding="utf-8", errors="replace")
+                 for rel in self.rel_files if rel not in set(self.held) and (self.copy / rel).is_file()}
+        prompts = []
+        for rel, offset in warmup_positions(sorted(texts.items()), count):
+            _, ids = fit_prefix(texts[rel][:offset], lambda s: tokenizer.encode(s, add_special_tokens=False),
+                                config.server.max_prompt_tokens)
+            prompts.append(list(ids) or list(tokenizer.encode("\n", add_special_tokens=False)))
+        return prompts
+
     def documents(self, tokenizer: Any) -> list[tuple[str, list[int]]]:
         """(path, token ids) of the indexed Python files: what the dense index embeds."""
         held = set(self.held)
@@ -137,6 +157,32 @@ def repository_workload(loaded: Any, config: Any, args: Any, out: Path, reuse: b
     config.index.index_dir = str(out / "index")
     store = workspace_index.open_or_build(copy, config, coerce_tokenizer(str(loaded.source)))
     return RepositoryWorkload(root, held, rel_files, copy, store)
+
+
+def warmup_outputs(loaded: Any, config: Any, store: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                   say: Any = print) -> tuple[list[list[int]], dict[str, Any]]:
+    """The model's outputs at the warm-up prompts, decoded as the daemon's warm-up decodes them
+    (its default drafting over ``store``, whose output is greedy's), and the figures of that work."""
+    from rest_lsp.drafters import datastore_drafter
+    from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
+    from rest_lsp.engine.engine import Engine
+
+    r = config.retrieval
+    engine = Engine.from_loaded(loaded, config.decoding, MergedDrafter([
+        ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix),
+        RecyclingDrafter(int(loaded.model.config.vocab_size)), datastore_drafter(store, r)]))
+    outs, t0 = [], time.perf_counter()
+    for i, ids in enumerate(prompts):
+        engine.reset()
+        outs.append(list(engine.complete(list(ids), max_new_tokens).tokens))
+        if (i + 1) % 100 == 0:
+            say(f"  history warm-up: {i + 1}/{len(prompts)} completions")
+    seconds = time.perf_counter() - t0
+    tokens = sum(map(len, outs))
+    info = {"positions": len(prompts), "tokens": tokens, "seconds": round(seconds, 1),
+            "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}
+    say(f"history warm-up: {info}")
+    return outs, info
 
 
 def stdlib_documents(tokenizer: Any, tokens: int, skip: int = 0) -> list[tuple[str, list[int]]]:
@@ -173,11 +219,12 @@ def build_dense(loaded: Any, docs: list[tuple[str, list[int]]], say: Any = print
 
 
 def run_workload(name: str, loaded: Any, config: Any, prompts: list[list[int]], sparse: list[Any], dense_index: Any,
-                 args: Any) -> dict[str, Any]:
-    """Every method on the workload's prompts; the summary rows and the dense search time."""
+                 args: Any, warm: Sequence[Sequence[int]] = ()) -> dict[str, Any]:
+    """Every method on the workload's prompts (the histories warmed with ``warm``); the summary
+    rows and the dense search time."""
     from rest_lsp.benchmarks import humaneval
 
-    methods, dense = build_methods(loaded, config, sparse, dense_index, args.budget, args.max_new_tokens)
+    methods, dense = build_methods(loaded, config, sparse, dense_index, args.budget, args.max_new_tokens, warm)
     names = [m for m in args.methods.split(",") if m in methods]
     methods = {n: methods[n] for n in names}
     for fn in methods.values():  # warm-up
@@ -221,9 +268,11 @@ def main(args: Any) -> int:
         work = repository_workload(loaded, config, args, out)
         prompts = work.prompts(loaded.tokenizer, config, args)
         index, info = build_dense(loaded, work.documents(loaded.tokenizer))
-        result = run_workload("repository", loaded, config, prompts, [work.store, corpus], index, args)
+        warm, warm_info = warmup_outputs(loaded, config, work.store, work.warmup_prompts(
+            loaded.tokenizer, config, args.history_warmup), args.max_new_tokens) if args.history_warmup else ([], None)
+        result = run_workload("repository", loaded, config, prompts, [work.store, corpus], index, args, warm)
         record["workloads"]["repository"] = {"workspace": str(work.root), "held_out": work.held,
-                                             "dense_index": info, **result}
+                                             "dense_index": info, "history_warmup": warm_info, **result}
         work.store.close()
     for name, w in record["workloads"].items():
         pngs.append(plots.speedup_bars(w.pop("summaries"), out / f"drafters_{name}.png",

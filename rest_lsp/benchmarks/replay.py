@@ -10,8 +10,9 @@ tokens per step only, never time: wall-clock comes from ``bench drafters`` and `
 
 The workloads are ``bench drafters``'s: the first HumanEval prompts with a dense index over
 standard-library files, and cursor positions in held-out files of a repository with a dense
-index over its other files.  ``--reuse`` replays the traces, indexes and workspace copy of an
-earlier run in ``--out``.
+index over its other files and the history warmed as ``bench drafters`` warms it
+(``--history-warmup``).  ``--reuse`` replays the traces, indexes, warm-up outputs and workspace
+copy of an earlier run in ``--out``.
 """
 
 from __future__ import annotations
@@ -184,8 +185,9 @@ METHODS = {**{name: label for name, label in DRAFTERS_METHODS.items() if name !=
 
 def run_grid(traces: Sequence[Trace], retrieval: Any, stores: Sequence[Any], dense_index: Any, vocab: int,
              methods: Sequence[str], budgets: Sequence[int], spans: Sequence[int], decays: Sequence[float],
-             max_new_tokens: int) -> list[dict[str, Any]]:
-    """Tokens per step of every method at every (budget, span, depth decay); one row per point."""
+             max_new_tokens: int, warm: Sequence[Sequence[int]] = ()) -> list[dict[str, Any]]:
+    """Tokens per step of every method at every (budget, span, depth decay); one row per point
+    (the histories start with the ``warm`` outputs)."""
     from rest_lsp.benchmarks.drafters import method_drafter
     from rest_lsp.engine.source_weights import SourceWeights
 
@@ -194,7 +196,7 @@ def run_grid(traces: Sequence[Trace], retrieval: Any, stores: Sequence[Any], den
         row: dict[str, Any] = {"budget": budget, "span": span, "depth_decay": decay, "tokens_per_step": {},
                                "accepted_by_source": {}, "accepted_lengths": {}, "full_span_share": {}}
         for name in methods:
-            drafter, history = method_drafter(name, retrieval, stores, dense_index, vocab, span)
+            drafter, history = method_drafter(name, retrieval, stores, dense_index, vocab, span, warm)
             res = replay(traces, drafter, SourceWeights(), budget, max_new_tokens, decay, history)
             row["tokens_per_step"][name] = round(res.tokens_per_step, 3)
             row["accepted_by_source"][name] = res.accepted_by_source
@@ -243,6 +245,23 @@ def _workload_traces(name: str, engine: Any, prompts: Callable[[], list[list[int
     return traces, index
 
 
+def _warmup(work: Any, loaded: Any, config: Any, out: Path, args: Any) -> list[list[int]]:
+    """The repository's history warm-up outputs: from an earlier run with ``--reuse``, else made."""
+    from rest_lsp.benchmarks.drafters import warmup_outputs
+
+    path = out / "repository.warmup.npz"
+    if args.reuse and path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["count"]) == args.history_warmup:
+                print(f"repository: reusing {path}")
+                return [a.tolist() for a in np.split(z["tokens"], z["at"][1:-1])]
+    prompts = work.warmup_prompts(loaded.tokenizer, config, args.history_warmup)
+    outs, _ = warmup_outputs(loaded, config, work.store, prompts, args.max_new_tokens)
+    np.savez(path, count=args.history_warmup, tokens=np.asarray([t for o in outs for t in o], dtype=np.int64),
+             at=np.cumsum([0] + [len(o) for o in outs]))
+    return outs
+
+
 def main(args: Any) -> int:
     """The ``rest-lsp bench replay`` command."""
     from rest_lsp.benchmarks import humaneval
@@ -275,10 +294,11 @@ def main(args: Any) -> int:
         traces, index = _workload_traces("repository", engine, lambda: work.prompts(tok, config, args),
                                          lambda: work.documents(tok), loaded, out, args.reuse, args.max_new_tokens)
         print(f"repository: {len(traces)} traces (held out: {', '.join(work.held)})")
+        warm = _warmup(work, loaded, config, out, args) if args.history_warmup else []
         rows = run_grid(traces, config.retrieval, [work.store] + [s for s in [corpus] if s is not None], index, vocab,
-                        **grid)
+                        **grid, warm=warm)
         record["workloads"]["repository"] = {"workspace": str(work.root), "held_out": work.held,
-                                             "prompts": len(traces), "rows": rows}
+                                             "history_warmup": args.history_warmup, "prompts": len(traces), "rows": rows}
         print(table(rows))
         work.store.close()
     (out / "replay.json").write_text(json.dumps(record, indent=2))

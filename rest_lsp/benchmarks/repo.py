@@ -33,13 +33,10 @@ def held_out_files(files: Sequence[str], count: int, seed: int = 0) -> list[str]
 
 
 def cursor_positions(text: str, count: int, rng: random.Random, min_line: int = 5) -> list[int]:
-    """Offsets where a completion is asked: after the indentation of non-blank lines past the first few."""
-    offsets, pos = [], 0
-    for i, line in enumerate(text.splitlines(keepends=True)):
-        stripped = line.lstrip(" \t")
-        if i >= min_line and stripped.strip():
-            offsets.append(pos + len(line) - len(stripped))
-        pos += len(line)
+    """``count`` offsets where a completion is asked (``warmup.cursor_offsets``), sampled by ``rng``."""
+    from rest_lsp.completion.warmup import cursor_offsets
+
+    offsets = cursor_offsets(text, min_line)
     return sorted(rng.sample(offsets, min(count, len(offsets))))
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rest_lsp.config import RetrievalConfig
 from rest_lsp.errors import ConfigError
 
 
@@ -130,6 +131,8 @@ def _drafting_workloads(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--dense-tokens", type=int, default=300_000, help="HumanEval: standard-library tokens in the dense index")
+    p.add_argument("--history-warmup", type=int, default=RetrievalConfig.history_warmup, metavar="N",
+                   help="repository: the history starts with the model's completions at N positions of the indexed files (0: cold)")
     p.add_argument("--model", default="", metavar="NAME")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=out, metavar="DIR")

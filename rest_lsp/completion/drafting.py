@@ -8,6 +8,7 @@ close), the dense tier's background refresher, and which completion an accepted 
 from __future__ import annotations
 
 import collections
+import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,16 +24,46 @@ class _Cancelled(Exception):
     """Raised inside a dense build whose workspace was closed meanwhile."""
 
 
-def _load_history(path: Path, max_tokens: int, span: int, log: Callable[[str], None]) -> Any:
+#: the history file's layout: {"format", "model", "tokens", "warmed"} (format 1 was a bare list)
+HISTORY_FORMAT = 2
+
+
+def model_fingerprint(loaded: Any) -> str:
+    """A cheap name for the model whose outputs a history holds: its configuration (vocabulary
+    size included) and weight files' names, sizes and times (no hashing of gigabytes at every start)."""
+    import hashlib
+
+    h = hashlib.sha256(loaded.model.config.to_json_string().encode())
+    source = Path(str(loaded.source))
+    for f in sorted(source.glob("*.safetensors")) if source.is_dir() else []:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _load_history(path: Path, max_tokens: int, span: int, fingerprint: str, vocab: int,
+                  log: Callable[[str], None]) -> tuple[Any, int]:
+    """(the history source, warm-up positions already done) from ``path``; empty when the file
+    is missing, unreadable or another model's (its token ids would mean other text)."""
     from rest_lsp.engine.drafter import HistoryDrafter
 
     history = HistoryDrafter(max_tokens, span=span)
     try:
-        if path.exists():
-            history.from_list(msgpack.unpackb(path.read_bytes()))
-    except (OSError, ValueError, TypeError, msgpack.UnpackException) as exc:
+        if not path.exists():
+            return history, 0
+        data = msgpack.unpackb(path.read_bytes())
+        if isinstance(data, list):  # format 1: no model named; kept when its ids fit the vocabulary
+            if all(isinstance(t, int) and t < vocab for t in data):
+                history.from_list(data)
+            return history, 0
+        if data.get("model") != fingerprint:
+            log(f"rest-lsp: history {path} is another model's; starting empty")
+            return history, 0
+        history.from_list(data["tokens"])
+        return history, int(data.get("warmed", 0))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
         log(f"rest-lsp: history {path} not loaded ({exc}); starting empty")
-    return history
+        return HistoryDrafter(max_tokens, span=span), 0
 
 
 class WorkspaceDrafting:
@@ -57,8 +88,12 @@ class WorkspaceDrafting:
         drafters.append(self.datastore)
         self.history = None
         self.history_file = history_path(folder, config.index)
+        self.fingerprint = model_fingerprint(loaded)
+        #: warm-up positions completed so far (persisted with the history; see warmup.py)
+        self.warmed = 0
         if r.history_tokens > 0:
-            self.history = _load_history(self.history_file, r.history_tokens, r.span, log)
+            self.history, self.warmed = _load_history(self.history_file, r.history_tokens, r.span, self.fingerprint,
+                                                      int(loaded.model.config.vocab_size), log)
             drafters.append(self.history)
         self.folder, self.config, self.loaded, self.engine_lock = folder, config, loaded, engine_lock
         self.dense = self.refresher = None
@@ -66,6 +101,8 @@ class WorkspaceDrafting:
         #: the workspace has no usable dense index and retrieval.dense = "on": build_dense() builds it
         self.dense_wanted = False
         self._closed = False
+        #: set when the workspace closes: background work (dense build, warm-up) stops
+        self.closing = threading.Event()
         if folder is not None:
             index, line = open_workspace_dense(folder, config, loaded)
             log(f"rest-lsp: {line}")
@@ -148,13 +185,16 @@ class WorkspaceDrafting:
             return
         try:
             self.history_file.parent.mkdir(parents=True, exist_ok=True)
-            self._atomic.write_file(self.history_file, msgpack.packb(self.history.to_list()), sync=False)
+            record = {"format": HISTORY_FORMAT, "model": self.fingerprint, "tokens": self.history.to_list(),
+                      "warmed": self.warmed}
+            self._atomic.write_file(self.history_file, msgpack.packb(record), sync=False)
             self._unsaved = 0
         except OSError as exc:
             self.log(f"rest-lsp: history not saved ({exc})")
 
     def close(self) -> None:
         self._closed = True
+        self.closing.set()
         self.save()
         if self.refresher is not None:
             self.refresher.close()
@@ -167,6 +207,7 @@ class WorkspaceDrafting:
             out["datastore_gate"] = gate()
         if self.history is not None:
             out["history_tokens"] = int(len(self.history.tokens))
+            out["history_warmup"] = {"done": self.warmed, "target": self.config.retrieval.history_warmup}
         if self.dense is not None:
             index = self.dense.index
             out["dense"] = {"entries": index.entries, "refreshed_files": self.refresher.refreshed,

@@ -42,6 +42,8 @@ class CompletionService:
         self.last_refresh: float | None = None
         #: figures of the last completion (stats of the engine, latency, prompt size)
         self.last: dict[str, Any] | None = None
+        #: time.monotonic() of the last completion request (the history warm-up waits for quiet)
+        self.last_request_at = 0.0
         self._ready = threading.Event()
         self._buffers: dict[str, str] = {}
         self._buffers_lock = threading.Lock()
@@ -253,6 +255,7 @@ class CompletionService:
             raise DecodingError(f"not ready yet ({self.state})", state=self.state)
         started = time.perf_counter()
         self.figures.requests += 1
+        self.last_request_at = time.monotonic()
         prompt, cursor, removed = self.prompt_for(text, offset)
         tok = self.loaded.tokenizer
 

@@ -229,10 +229,11 @@ class HistoryDrafter:
 
     def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
         ctx = np.asarray(context_ids, dtype=np.int64)
-        if not len(ctx) or not len(self.tokens):
+        tokens = self.tokens  # read once: ``add`` on another thread swaps in a new array
+        if not len(ctx) or not len(tokens):
             return []
-        ends = np.flatnonzero(self.tokens == ctx[-1])[::-1]  # most recent first
-        return suffix_continuations(self.tokens, ctx, ends, self.span, self.min_suffix,
+        ends = np.flatnonzero(tokens == ctx[-1])[::-1]  # most recent first
+        return suffix_continuations(tokens, ctx, ends, self.span, self.min_suffix,
                                     self.max_suffix, self.max_matches, self.source)
 
     def to_list(self) -> list[int]:

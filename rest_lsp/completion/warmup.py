@@ -1,0 +1,174 @@
+"""The history warm-up: the model's own completions at cursor positions of the workspace.
+
+DReSD and SuffixDecoding both find that a datastore of the model's own outputs drafts its next
+outputs far better than human text does, and on the repository workload that holds for the
+embedded model too (`rest-lsp bench drafters`, BENCHMARKS.md): an exact-match source of the
+model's completions elsewhere in the workspace accepts more than the workspace's own text.  So
+once the index is ready the daemon completes ``retrieval.history_warmup`` cursor positions spread
+over the workspace's files, in the background and only while no request has come for
+``IDLE_S`` seconds, and adds each output to the history source (the oldest outputs, so the
+user's own completions evict them first).  A request preempts a warm-up completion at its next
+step; that completion is dropped and its position retried.  The count done is persisted with
+the history, so a restart resumes and a finished warm-up never runs again for that model.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+#: seconds without a completion request before a warm-up completion may start
+IDLE_S = 2.0
+#: lines at the top of a file where no warm-up cursor is put (imports, headers)
+MIN_LINE = 5
+
+
+def cursor_offsets(text: str, min_line: int = MIN_LINE) -> list[int]:
+    """Where a completion may be asked in ``text``: after the indentation of each non-blank line
+    from line ``min_line`` on (0-based), as an editor's cursor sits when a line is begun."""
+    offsets, pos = [], 0
+    for i, line in enumerate(text.splitlines(keepends=True)):
+        stripped = line.lstrip(" \t")
+        if i >= min_line and stripped.strip():
+            offsets.append(pos + len(line) - len(stripped))
+        pos += len(line)
+    return offsets
+
+
+def warmup_positions(files: Sequence[tuple[str, str]], count: int, seed: int = 0,
+                     min_line: int = MIN_LINE) -> list[tuple[str, int]]:
+    """Up to ``count`` (path, offset) cursor positions over ``files`` ((path, text) pairs): one
+    per file in a seeded order, round after round, so that a large workspace is sampled widely
+    and a small one densely; the same files, count and seed give the same positions."""
+    rng = random.Random(seed)
+    pools = []
+    for path, text in sorted(files):
+        offsets = cursor_offsets(text, min_line)
+        rng.shuffle(offsets)
+        if offsets:
+            pools.append((path, offsets))
+    rng.shuffle(pools)
+    picked: list[tuple[str, int]] = []
+    depth = 0
+    while len(picked) < count and any(depth < len(offsets) for _, offsets in pools):
+        for path, offsets in pools:
+            if depth < len(offsets) and len(picked) < count:
+                picked.append((path, offsets[depth]))
+        depth += 1
+    return picked
+
+
+@dataclass
+class WarmupResult:
+    """What one warm-up run did."""
+
+    #: positions completed in this run
+    completed: int = 0
+    #: completions preempted by a request (their positions were retried)
+    preempted: int = 0
+    tokens: int = 0
+    #: the run stopped before the last position (the workspace closed)
+    stopped: bool = False
+
+
+def warm_history(positions: Sequence[tuple[str, int]], prompt_at: Callable[[str, int], list[int] | None],
+                 decode: Callable[[list[int]], list[int] | None], add: Callable[[list[int]], None],
+                 wait_idle: Callable[[], bool] = lambda: True,
+                 progress: Callable[[int, int], None] | None = None) -> WarmupResult:
+    """Complete each position and ``add`` the output to the history.
+
+    ``prompt_at(path, offset)``: the prompt ids there (None: skip the position, e.g. the file is
+    gone); ``decode(ids)``: the output, or None when a request preempted it (the position is
+    retried after the next idle wait); ``wait_idle()``: blocks until the daemon is idle, False
+    when the warm-up must stop; ``progress(done, total)`` after each position.
+    """
+    result = WarmupResult()
+    i = 0
+    while i < len(positions):
+        if not wait_idle():
+            result.stopped = True
+            break
+        ids = prompt_at(*positions[i])
+        out = decode(ids) if ids else []
+        if out is None:
+            result.preempted += 1
+            continue
+        if out:
+            add(out)
+            result.tokens += len(out)
+        result.completed += 1
+        i += 1
+        if progress is not None:
+            progress(i, len(positions))
+    return result
+
+
+def workspace_texts(workspace: str, config: Any) -> list[tuple[str, str]]:
+    """(relative path, text) of every file the sparse index takes (its skip rules)."""
+    from indexer import sources
+
+    root = Path(workspace).resolve()
+    texts = []
+    for f in sources.walk(root, sources.Rules.from_config(config.index)):
+        try:
+            texts.append((sources.relpath(f.path, str(root)), Path(f.path).read_text(encoding="utf-8", errors="replace")))
+        except OSError:
+            continue  # vanished since the walk
+    return texts
+
+
+def wanted(service: Any) -> bool:
+    """Whether the service's workspace history still has warm-up positions to complete."""
+    d = service.drafting
+    return (d is not None and d.folder is not None and d.history is not None
+            and d.warmed < service.config.retrieval.history_warmup)
+
+
+def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
+    """Warm the history of ``service``'s workspace (on a background thread); a status line, or
+    "" when no position was left.  Saved every ``SAVE_EVERY`` positions and at the end."""
+    from rest_lsp.completion.drafting import SAVE_EVERY
+
+    d, config, engine = service.drafting, service.config, service.engine
+    target = config.retrieval.history_warmup
+    texts = dict(workspace_texts(d.folder, config))
+    base = d.warmed
+    positions = warmup_positions(sorted(texts.items()), target)[base:]
+    if not positions:
+        return ""
+
+    def prompt_at(path: str, offset: int) -> list[int] | None:
+        return service.prompt_for(texts[path], offset)[0].ids if path in texts else None
+
+    def decode(ids: list[int]) -> list[int] | None:
+        seen = service.figures.requests
+        gen = engine.complete(ids, config.decoding.max_new_tokens, mode=config.decoding.mode,
+                              should_stop=lambda: d.closing.is_set() or service.figures.requests != seen)
+        return None if gen.stats.stop_reason == "cancelled" else list(gen.tokens)
+
+    def add(tokens: list[int]) -> None:
+        d.history.add(tokens)
+
+    def wait_idle() -> bool:
+        while not d.closing.is_set():
+            quiet = time.monotonic() - service.last_request_at
+            if quiet >= IDLE_S:
+                return True
+            d.closing.wait(min(IDLE_S, IDLE_S - quiet))  # re-checked: requests move the mark
+        return False
+
+    def step(done: int, total: int) -> None:
+        d.warmed = base + done
+        progress(d.warmed, target, f"warming the history: {d.warmed}/{target} completions")
+        if done % SAVE_EVERY == 0:
+            d.save()
+
+    t0 = time.perf_counter()
+    result = warm_history(positions, prompt_at, decode, add, wait_idle, step)
+    d.save()
+    state = "stopped (workspace closed)" if result.stopped else "warmed"
+    return (f"rest-lsp: history {state}: {d.warmed}/{target} completions, {result.tokens} tokens in "
+            f"{time.perf_counter() - t0:.0f} s ({result.preempted} preempted by requests)")
