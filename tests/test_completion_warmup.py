@@ -123,6 +123,9 @@ def test_the_service_warms_its_history_resumes_after_a_restart_and_yields_to_req
 
     service = _service(tmp_path, 3)
     assert warmup.wanted(service) and service.drafting.history.to_list() == []
+    service.config.decoding.mode = "greedy"  # drafts nothing: nothing to warm up for
+    assert not warmup.wanted(service)
+    service.config.decoding.mode = "rest"
 
     class Request:
         """A drafter that makes a completion request arrive during the first warm-up decode."""

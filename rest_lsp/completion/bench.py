@@ -4,7 +4,9 @@
 two real servers over stdio — one decoding with REST, one with plain greedy decoding — on the same
 model and index, and sends both the same requests, interleaved so that machine drift hits both
 alike.  Held-out files of the workspace are left out of the index; each request opens a held-out
-file cut at a cursor (prefix = the file up to the cursor), as when writing new code.  It reports:
+file cut at a cursor (prefix = the file up to the cursor), as when writing new code.  Each server
+is measured once its start-up progress has ended (the index, then the REST server's history
+warm-up, ``retrieval.history_warmup``), as a user's daemon runs after its first minutes.  It reports:
 
 - request-to-response latency p50/p95 per mode, tokens/step, and the REST/greedy ratio, for the
   request after typing a character (the usual request of an editing session: its prompt's KV
@@ -86,6 +88,8 @@ class Server:
         self.env = env
         self.client = None
         self.ready = asyncio.Event()
+        #: the start-up progress ended: the background work after "ready" (history warm-up) is done
+        self.settled = asyncio.Event()
         self.versions: dict[str, int] = {}
 
     async def start(self) -> None:
@@ -112,7 +116,8 @@ class Server:
 
         @client.feature(lsp.PROGRESS)
         def on_progress(params: Any) -> None:
-            return None
+            if getattr(params.value, "kind", None) == "end":
+                self.settled.set()
 
         await client.start_io(sys.executable, "-m", "rest_lsp.cli", "serve", "--stdio", env=self.env)
         caps = lsp.ClientCapabilities(
@@ -128,6 +133,8 @@ class Server:
         client.initialized(lsp.InitializedParams())
         self.client = client
         await asyncio.wait_for(self.ready.wait(), timeout=1800)
+        # measured as a user's daemon runs after its first minutes: the warm-up done
+        await asyncio.wait_for(self.settled.wait(), timeout=1800)
 
     @property
     def pid(self) -> int:

@@ -121,10 +121,11 @@ def workspace_texts(workspace: str, config: Any) -> list[tuple[str, str]]:
 
 
 def wanted(service: Any) -> bool:
-    """Whether the service's workspace history still has warm-up positions to complete."""
+    """Whether the service's workspace history still has warm-up positions to complete (never in
+    greedy mode, which drafts nothing)."""
     d = service.drafting
     return (d is not None and d.folder is not None and d.history is not None
-            and d.warmed < service.config.retrieval.history_warmup)
+            and service.config.decoding.mode != "greedy" and d.warmed < service.config.retrieval.history_warmup)
 
 
 def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
