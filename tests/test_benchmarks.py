@@ -117,3 +117,26 @@ def test_drafting_methods_are_built_from_one_place():
     assert isinstance(method_drafter("rest-sparse", r, [], None, 64, 7)[0], MergedDrafter)
     with pytest.raises(ValueError):
         method_drafter("rest-everything", r, [], None, 64, 7)
+
+
+def test_the_repository_workload_warms_its_history_on_indexed_files_only(tmp_path):
+    from types import SimpleNamespace
+
+    from rest_lsp.benchmarks.drafters import RepositoryWorkload, method_drafter
+    from rest_lsp.config import Config, RetrievalConfig
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "a.py").write_text("".join(f"def indexed_{j}():\n    return {j}\n" for j in range(10)))
+    (tmp_path / "held.py").write_text("".join(f"def held_{j}():\n    return {j}\n" for j in range(10)))
+    work = RepositoryWorkload(root=tmp_path, held=["held.py"], rel_files=["a.py", "held.py"], copy=copy, store=None)
+    chars = SimpleNamespace(encode=lambda s, add_special_tokens=False: [ord(c) for c in s])
+    prompts = work.warmup_prompts(chars, Config(), 6)
+    texts = ["".join(map(chr, p)) for p in prompts]
+    assert len(texts) == 6 and all(t.startswith("def indexed_0") for t in texts)
+    assert not any("held_" in t for t in texts)
+
+    warm = [[1, 2, 3], [4, 5, 6]]
+    _, history = method_drafter("rest-merged", RetrievalConfig(), [], None, 64, 16, warm)
+    assert history.to_list() == [1, 2, 3, -1, 4, 5, 6, -1]
+    assert method_drafter("rest-sparse", RetrievalConfig(), [], None, 64, 16, warm)[1] is None

@@ -26,13 +26,16 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from indexer.bench import cpu_name
+from rest_lsp.config import RetrievalConfig
 
 #: files smaller than this (characters) make poor cursor positions
 MIN_FILE_CHARS = 400
@@ -90,6 +93,7 @@ class Server:
         self.ready = asyncio.Event()
         #: the start-up progress ended: the background work after "ready" (history warm-up) is done
         self.settled = asyncio.Event()
+        self.settle_s = 0.0
         self.versions: dict[str, int] = {}
 
     async def start(self) -> None:
@@ -116,7 +120,9 @@ class Server:
 
         @client.feature(lsp.PROGRESS)
         def on_progress(params: Any) -> None:
-            if getattr(params.value, "kind", None) == "end":
+            value = params.value  # a plain dict here (LSPAny), a typed object elsewhere
+            kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+            if kind == "end":
                 self.settled.set()
 
         await client.start_io(sys.executable, "-m", "rest_lsp.cli", "serve", "--stdio", env=self.env)
@@ -134,7 +140,9 @@ class Server:
         self.client = client
         await asyncio.wait_for(self.ready.wait(), timeout=1800)
         # measured as a user's daemon runs after its first minutes: the warm-up done
+        t0 = time.perf_counter()
         await asyncio.wait_for(self.settled.wait(), timeout=1800)
+        self.settle_s = time.perf_counter() - t0
 
     @property
     def pid(self) -> int:
@@ -208,9 +216,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     held = held_out_files(workspace, args.held_out, args.seed)
     spots = pick_positions(held, args.positions, args.seed)
     excludes = [str(p.relative_to(workspace)) for p in held]
+    # a fresh workspace index and history per run: a history kept from an earlier run would
+    # hold the model's outputs at these very positions
+    scratch = Path(tempfile.mkdtemp(prefix="rest-lsp-bench-server-"))
     base: dict[str, Any] = {
         "model": {"name": args.model, "threads": args.threads},
-        "index": {"exclude_globs": excludes},
+        "index": {"exclude_globs": excludes, "index_dir": str(scratch / "index")},
+        "retrieval": {"history_warmup": args.history_warmup},
         "decoding": {"max_new_tokens": args.max_new_tokens},
         "server": {"debounce_ms": 0},
     }
@@ -223,10 +235,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for mode in ("rest", "greedy")
     }
     t0 = time.perf_counter()
-    for server in servers.values():  # one after the other: the second reuses the built index
-        await server.start()
-    print(f"servers ready in {time.perf_counter() - t0:.1f} s; {len(spots)} positions in {len(held)} held-out files",
-          file=sys.stderr)
+    try:
+        for server in servers.values():  # one after the other: the second reuses the built index
+            await server.start()
+        print(f"servers ready in {time.perf_counter() - t0:.1f} s (the REST server's warm-up: "
+              f"{servers['rest'].settle_s:.1f} s); {len(spots)} positions in {len(held)} held-out files", file=sys.stderr)
+        return await measure(args, servers, workspace, held, spots)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: Path, held: list[Path],
+                  spots: list[tuple[Path, int]]) -> dict[str, Any]:
+    """The measurements over started servers; returns the JSON-ready results."""
     # per position and mode: the document opened one character short and completed there (the
     # first request in a document: a cold prefill), then the character typed and completed again
     # (what most requests of an editing session are: the prompt's cache is reused)
@@ -294,6 +315,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     p50r, p50g = pct(lat["rest"], .5), pct(lat["greedy"], .5)
     return {
         "workspace": str(workspace), "held_out_files": [str(p) for p in held], "positions": len(spots),
+        "history_warmup": {"positions": args.history_warmup, "seconds": round(servers["rest"].settle_s, 1)},
         "model": args.model or "embedded", "max_new_tokens": args.max_new_tokens,
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
         "latency_ms": {m: {"p50": pct(v, .5), "p95": pct(v, .95), "mean": round(statistics.fmean(v) * 1000, 1)}
@@ -351,6 +373,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--typed-chars", type=int, default=12)
     p.add_argument("--edits-per-s", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--history-warmup", type=int, default=RetrievalConfig.history_warmup, metavar="N",
+                   help="the REST server's history warm-up positions (retrieval.history_warmup; 0: cold)")
     p.add_argument("--out", default="bench-out/server.json")
 
 
