@@ -116,6 +116,23 @@ def capabilities(inline: bool = True) -> lsp.ClientCapabilities:
     )
 
 
+async def wait_for_progress_end(client: Any, timeout: float = 120.0) -> Any:
+    """Wait (on notifications) for a ``$/progress`` end: the background work after "ready" (the
+    history warm-up) ends the start-up progress later than the ready line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ends = [r for rs in client.progress_reports.values() for r in rs if isinstance(r, lsp.WorkDoneProgressEnd)]
+        if ends:
+            return ends[-1]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no $/progress end")
+        try:
+            await asyncio.wait_for(client.wait_for_notification(lsp.PROGRESS), remaining)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def wait_for_log(client: Any, predicate: Callable[[str], bool], timeout: float = 120.0) -> str:
     """Wait (on notifications, not by sleeping) for a ``window/logMessage`` matching ``predicate``."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,8 @@ import pytest_asyncio
 from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
-from lsp_testing import capabilities, init_options, make_tiny_model_dir, ready, server_command, server_env, wait_for_log
+from lsp_testing import (capabilities, init_options, make_tiny_model_dir, ready, server_command, server_env, wait_for_log,
+                         wait_for_progress_end)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -94,6 +95,7 @@ async def test_initialize_advertises_inline_completion_and_commands(session):
 @pytest.mark.asyncio(loop_scope="module")
 async def test_indexing_reports_progress(session):
     client, _, _ = session
+    await wait_for_progress_end(client)
     reports = [r for token, rs in client.progress_reports.items() for r in rs]
     assert any(isinstance(r, lsp.WorkDoneProgressBegin) for r in reports)
     assert any(isinstance(r, lsp.WorkDoneProgressEnd) for r in reports)
