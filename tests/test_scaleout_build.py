@@ -141,3 +141,25 @@ def test_cli_build_with_ray(tmp_path, corpus, tiny_tokenizer_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["executor"].startswith("ray") and report["files"] == 48 and len(report["shards"]) >= 4
     assert ray.is_initialized()  # the module's instance was used, not shut down
+
+
+def test_ray_messages_on_stdout_stay_out_of_the_json(tmp_path, corpus, tiny_tokenizer_path, capsys, monkeypatch):
+    # Ray prints a retried task's error on stdout even with log_to_driver off (seen in CI)
+    import json
+
+    from indexer import cluster
+    from rest_lsp import cli
+
+    real = cluster.build_on_ray
+
+    def noisy(*args, **kwargs):
+        print("(raylet) Task shard_task failed. There are 3 retries remaining, so the task will be retried.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cluster, "build_on_ray", noisy)
+    args = ["index", "build", "--corpus", str(corpus), "--index-dir", str(tmp_path / "cli"), "--ray", "local",
+            "--shard-tokens", str(SHARD_TOKENS), "--tokenizer", str(tiny_tokenizer_path), "--json"]
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["files"] == 48
+    assert "(raylet) Task shard_task failed" in captured.err

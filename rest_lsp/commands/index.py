@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -215,8 +216,11 @@ def run_sharded_build(args) -> int:
             from indexer import cluster
 
             kwargs = {} if args.retries is None else {"retries": args.retries}
-            report = cluster.build_on_ray(config.index, tok, args.index_dir, args.ray, shard_tokens=shard_tokens,
-                                          num_cpus=args.ray_cpus, progress=progress, **kwargs)
+            # Ray prints some of its own messages (a task retried, a worker lost) on stdout even
+            # with log_to_driver off: they go to stderr, so that stdout carries the result only
+            with contextlib.redirect_stdout(sys.stderr):
+                report = cluster.build_on_ray(config.index, tok, args.index_dir, args.ray, shard_tokens=shard_tokens,
+                                              num_cpus=args.ray_cpus, progress=progress, **kwargs)
         else:
             report = partition.build_corpus_sharded(config.index, tok, args.index_dir, shard_tokens=shard_tokens,
                                                     progress=progress)
