@@ -1,5 +1,5 @@
-"""The server's background indexing (model, datastore, then the dense tier when asked and the
-history warm-up), reported to the client with work-done progress (``$/progress``)."""
+"""The server's background indexing (model, datastore, then the dense tier when asked), reported
+to the client with work-done progress (``$/progress``), and the history warm-up after it."""
 
 from __future__ import annotations
 
@@ -39,42 +39,52 @@ async def start_indexing(ls: Any, title: str, rebuild: bool = False, reload: boo
             pct = int(100 * done / total) if total else None
             ls._send(lambda: ls.work_done_progress.report(token, lsp.WorkDoneProgressReport(message=message, percentage=pct)))
 
-    def end(message: str, logged: bool = False) -> None:
+    def end(message: str) -> None:
         if progress_ok:
             ls._send(lambda: ls.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message)))
-        if not logged:
-            ls.log_line(message)
+        ls.log_line(message)
 
-    def background(message: str) -> None:
-        # the dense build (retrieval.dense = "on", no index yet), then the history warm-up, under
-        # the same progress; completions are served meanwhile
+    def build_dense() -> None:
+        # under the same progress: completions are served meanwhile
+        end(ls.service.build_dense(report))
+
+    def warm_up() -> None:
+        # no progress: the daemon is ready, and an editor must not show it as indexing (the
+        # warm-up only runs while the user is idle); log lines and rest-lsp.status say how far
         from rest_lsp.completion import warmup
 
-        logged = True  # ``message`` (the ready line) was logged already
+        def every_100(done: int, total: int, message: str) -> None:
+            if done % 100 == 0 and done < total:
+                ls.log_line(f"rest-lsp: {message}")
+
         try:
-            if ls.service.wants_dense():
-                message, logged = ls.service.build_dense(report), False
-            if warmup.wanted(ls.service):
-                if not logged:
-                    ls.log_line(message)  # the warm-up's line ends the progress instead
-                    logged = True
-                line = warmup.run_warmup(ls.service, report)
-                if line:
-                    message, logged = line, False
-        except Exception as exc:  # the daemon serves on without them
-            log.exception("background work failed")
-            message, logged = f"rest-lsp: background work failed: {exc}", False
-        end(message, logged)
+            line = warmup.run_warmup(ls.service, every_100)
+        except Exception as exc:  # the daemon serves on without it
+            log.exception("history warm-up failed")
+            line = f"rest-lsp: history warm-up failed: {exc}"
+        if line:
+            ls.log_line(line)
+
+    def background(dense: bool) -> None:
+        if dense:
+            build_dense()
+        if warmup_wanted_of(ls.service):
+            warm_up()
 
     def work() -> None:
         try:
             ls.service.start(progress=report, rebuild=rebuild, reload=reload)
             message = ls.service.ready_message()
-            if ls.service.wants_dense() or warmup_wanted_of(ls.service):
-                # completions work from now on; the rest follows on a thread of its own: saved
-                # files' refreshes, which queue on this worker, must not wait for it
-                ls.log_line(message)
-                threading.Thread(target=background, args=(message,), name="rest-lsp-background", daemon=True).start()
+            dense = ls.service.wants_dense()
+            if dense or warmup_wanted_of(ls.service):
+                # completions work from now on; the dense build (retrieval.dense = "on", no dense
+                # index yet; under this progress) and the history warm-up follow on a thread of
+                # their own: saved files' refreshes, which queue on this worker, must not wait
+                if dense:
+                    ls.log_line(message)
+                else:
+                    end(message)
+                threading.Thread(target=background, args=(dense,), name="rest-lsp-background", daemon=True).start()
                 return
         except Exception as exc:
             log.exception("indexing failed")

@@ -130,7 +130,9 @@ def wanted(service: Any) -> bool:
 
 def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
     """Warm the history of ``service``'s workspace (on a background thread); a status line, or
-    "" when no position was left.  Saved every ``SAVE_EVERY`` positions and at the end."""
+    "" when no position was left.  ``progress(done, total, message)`` after each position (total:
+    ``retrieval.history_warmup``, or fewer where the workspace has fewer positions).  Saved every
+    ``SAVE_EVERY`` positions and at the end."""
     from rest_lsp.completion.drafting import SAVE_EVERY
 
     d, config, engine = service.drafting, service.config, service.engine
@@ -163,7 +165,7 @@ def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
 
     def step(done: int, total: int) -> None:
         d.warmed = base + done
-        progress(d.warmed, target, f"warming the history: {d.warmed}/{target} completions")
+        progress(d.warmed, base + total, f"warming the history: {d.warmed}/{base + total} completions")
         if done % SAVE_EVERY == 0:
             d.save()
 
@@ -171,5 +173,5 @@ def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
     result = warm_history(positions, prompt_at, decode, add, wait_idle, step)
     d.save()
     state = "stopped (workspace closed)" if result.stopped else "warmed"
-    return (f"rest-lsp: history {state}: {d.warmed}/{target} completions, {result.tokens} tokens in "
+    return (f"rest-lsp: history {state}: {d.warmed}/{base + len(positions)} completions, {result.tokens} tokens in "
             f"{time.perf_counter() - t0:.0f} s ({result.preempted} preempted by requests)")
