@@ -31,7 +31,7 @@ METHODS = {
 }
 
 
-def _with_history(method: Any, history: Any) -> Any:
+def with_history(method: Any, history: Any) -> Any:
     """A method whose outputs are added to ``history`` after each prompt."""
 
     def run(ids: Sequence[int]) -> Any:
@@ -95,7 +95,7 @@ def build_methods(loaded: Any, config: Any, sparse: list[Any], dense_index: Any,
             continue
         drafter, history = method_drafter(name, config.retrieval, [s for s in sparse if s is not None], dense_index,
                                           vocab, config.retrieval.span, warm)
-        methods[name] = method(drafter) if history is None else _with_history(method(drafter), history)
+        methods[name] = method(drafter) if history is None else with_history(method(drafter), history)
         if dense_drafter_of(drafter) is not None:
             dense[name] = dense_drafter_of(drafter)
     return methods, dense

@@ -5,7 +5,10 @@ of it, so the user's tree is never touched), then completions are asked at many 
 positions inside the held-out files, the prompt being the file up to the cursor (cut to the
 server's prompt budget at a line start, as the server does).  The methods are the HumanEval
 benchmark's, plus ``corpus_only``: the default configuration with the corpus tier but no
-workspace index, which shows what indexing the workspace adds.
+workspace index, which shows what indexing the workspace adds, and ``daemon``: the default
+drafters plus the history source, warmed as the daemon warms it (the model's completions at
+``--history-warmup`` positions of the indexed files) and learning each completion after it,
+which is what the daemon drafts with on a workspace.
 """
 
 from __future__ import annotations
@@ -20,8 +23,27 @@ from typing import Any, Sequence
 
 from rest_lsp.benchmarks import humaneval
 
-METHODS = ("greedy", "hf_prompt_lookup", "rest_paper", "corpus_only", "default")
+METHODS = ("greedy", "hf_prompt_lookup", "rest_paper", "corpus_only", "default", "daemon")
 humaneval.LABELS.setdefault("corpus_only", "default without the workspace index (corpus only)")
+humaneval.LABELS.setdefault("daemon", "default + the history source, warmed as the daemon warms it")
+
+
+def daemon_method(loaded: Any, config: Any, store: Any, warm: Sequence[Sequence[int]], max_new_tokens: int) -> Any:
+    """The daemon's drafting on a workspace: the default drafters plus the history source,
+    which starts with the warm-up's ``warm`` outputs and learns each completion after it."""
+    from rest_lsp.benchmarks.drafters import with_history
+    from rest_lsp.drafters import datastore_drafter
+    from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
+    from rest_lsp.engine.engine import Engine
+
+    r = config.retrieval
+    history = HistoryDrafter(r.history_tokens, span=r.span)
+    for out in warm:
+        history.add(out)
+    drafter = MergedDrafter([ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix),
+                             RecyclingDrafter(int(loaded.model.config.vocab_size)), datastore_drafter(store, r), history])
+    engine = Engine.from_loaded(loaded, config.decoding, drafter)
+    return with_history(humaneval.engine_method(engine, max_new_tokens=max_new_tokens), history)
 
 
 def held_out_files(files: Sequence[str], count: int, seed: int = 0) -> list[str]:
@@ -92,9 +114,8 @@ def main(args: Any) -> int:
 
     import torch
 
-    from indexer import workspace_index
-    from indexer.tokens import coerce_tokenizer
     from rest_lsp.benchmarks import plots
+    from rest_lsp.benchmarks.drafters import repository_workload, warmup_outputs
     from rest_lsp.drafters import open_corpus_datastore
     from rest_lsp.engine.model import describe
     from rest_lsp.errors import ConfigError
@@ -107,20 +128,22 @@ def main(args: Any) -> int:
     if unknown:
         raise ConfigError(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}", methods=unknown)
     config, loaded, out = humaneval.setup(args)
-    rel_files, held = split_repository(root, config, args.held_out, args.seed)
-    copy = out / "workspace"
-    copy_without(root, copy, set(held), rel_files)
-    config.index.index_dir = str(out / "index")
     started = time.perf_counter()
-    store = workspace_index.open_or_build(copy, config, coerce_tokenizer(str(loaded.source)))
+    work = repository_workload(loaded, config, args, out)
+    store, held = work.store, work.held
     index_s = time.perf_counter() - started
     corpus, corpus_line = open_corpus_datastore(str(loaded.source), "", config)
-    print(f"model: {loaded.source} ({loaded.forward} forward); workspace copy {copy} indexed in {index_s:.1f} s "
+    print(f"model: {loaded.source} ({loaded.forward} forward); workspace copy {work.copy} indexed in {index_s:.1f} s "
           f"({store.stats().get('workspace', {})}); held out: {', '.join(held)}; {corpus_line}")
     prompts, where = completion_prompts(root, held, loaded.tokenizer, config.server.max_prompt_tokens,
                                         args.positions_per_file, args.seed)
-    methods = humaneval.build_methods(loaded, config, store, [n for n in names if n != "corpus_only"],
+    methods = humaneval.build_methods(loaded, config, store, [n for n in names if n not in ("corpus_only", "daemon")],
                                       args.max_new_tokens, corpus_store=corpus)
+    warm_info = None
+    if "daemon" in names:
+        warm, warm_info = warmup_outputs(loaded, config, store, work.warmup_prompts(
+            loaded.tokenizer, config, args.history_warmup), args.max_new_tokens)
+        methods["daemon"] = daemon_method(loaded, config, store, warm, args.max_new_tokens)
     if "corpus_only" in names and corpus is not None:
         methods["corpus_only"] = humaneval.build_methods(loaded, config, corpus, ["default"], args.max_new_tokens)["default"]
     methods = {n: methods[n] for n in names if n in methods}
@@ -140,6 +163,7 @@ def main(args: Any) -> int:
         "held_out": held,
         "positions": where,
         "index_seconds": round(index_s, 2),
+        "history_warmup": warm_info,
         "datastore": store.stats(),
         "max_new_tokens": args.max_new_tokens,
         "methods": [s.to_dict() for s in summaries],

@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
     rp.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
     rp.add_argument("--seed", type=int, default=0, help="picks the held-out files and the cursor positions")
+    rp.add_argument("--history-warmup", type=int, default=RetrievalConfig.history_warmup, metavar="N",
+                    help="the daemon method's history starts with the model's completions at N positions of the indexed files")
     rp.add_argument("--out", default="bench-out/repo", metavar="DIR")
     rp.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.repo", fromlist=["x"]).main(args))
     cp = kinds.add_parser("compact", help="tokens/step against bytes on disk: full suffix array vs compact tiers")
