@@ -21,15 +21,27 @@ def test_cursor_offsets_sit_after_the_indentation_of_non_blank_lines():
 
 
 def test_warmup_positions_spread_over_files_first_and_are_reproducible():
-    files = [(f"f{i}.py", TEXT) for i in range(4)] + [("empty.py", ""), ("short.py", "a\n")]
-    first = warmup_positions(files, 4, min_line=3)
+    files = {f"f{i}.py": TEXT for i in range(4)} | {"empty.py": "", "short.py": "a\n", "gone.py": None}
+    read = files.get
+    first = warmup_positions(list(files), read, 4, min_line=3)
     assert sorted(p for p, _ in first) == ["f0.py", "f1.py", "f2.py", "f3.py"]  # one per file per round
-    assert first == warmup_positions(list(reversed(files)), 4, min_line=3)  # the files' order does not matter
-    assert warmup_positions(files, 4, seed=1, min_line=3) != first
-    every = warmup_positions(files, 1000, min_line=3)
+    assert first == warmup_positions(list(reversed(files)), read, 4, min_line=3)  # the files' order does not matter
+    assert warmup_positions(list(files), read, 4, seed=1, min_line=3) != first
+    every = warmup_positions(list(files), read, 1000, min_line=3)
     assert len(every) == 20 and len(set(every)) == 20  # all of them, each once
     assert every[:4] == first  # a larger count extends the same sequence: a resumed run goes on
-    assert warmup_positions(files, 0) == [] and warmup_positions([], 5) == []
+    assert warmup_positions(list(files), read, 0) == [] and warmup_positions([], read, 5) == []
+
+
+def test_warmup_positions_read_no_more_files_than_the_count_needs():
+    reads = []
+
+    def read(path):
+        reads.append(path)
+        return TEXT
+
+    assert len(warmup_positions([f"f{i}.py" for i in range(1000)], read, 3, min_line=3)) == 3
+    assert len(reads) == 3  # a huge workspace is sampled, not read whole
 
 
 def test_warm_history_retries_preempted_positions_and_stops_when_told():

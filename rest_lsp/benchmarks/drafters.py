@@ -124,13 +124,12 @@ class RepositoryWorkload:
         """The history warm-up's prompts: ``count`` cursor positions over the indexed (not
         held-out) files, picked as the daemon picks them, cut as the workload's prompts are."""
         from rest_lsp.completion.prompt import fit_prefix
-        from rest_lsp.completion.warmup import warmup_positions
+        from rest_lsp.completion.warmup import read_text, warmup_positions
 
-        texts = {rel: (self.copy / rel).read_text(encoding="utf-8", errors="replace")
-                 for rel in self.rel_files if rel not in set(self.held) and (self.copy / rel).is_file()}
+        indexed = [rel for rel in self.rel_files if rel not in set(self.held) and (self.copy / rel).is_file()]
         prompts = []
-        for rel, offset in warmup_positions(sorted(texts.items()), count):
-            _, ids = fit_prefix(texts[rel][:offset], lambda s: tokenizer.encode(s, add_special_tokens=False),
+        for rel, offset in warmup_positions(indexed, lambda rel: read_text(self.copy, rel), count):
+            _, ids = fit_prefix(read_text(self.copy, rel)[:offset], lambda s: tokenizer.encode(s, add_special_tokens=False),
                                 config.server.max_prompt_tokens)
             prompts.append(list(ids) or list(tokenizer.encode("\n", add_special_tokens=False)))
         return prompts

@@ -38,19 +38,24 @@ def cursor_offsets(text: str, min_line: int = MIN_LINE) -> list[int]:
     return offsets
 
 
-def warmup_positions(files: Sequence[tuple[str, str]], count: int, seed: int = 0,
+def warmup_positions(paths: Sequence[str], read: Callable[[str], str | None], count: int, seed: int = 0,
                      min_line: int = MIN_LINE) -> list[tuple[str, int]]:
-    """Up to ``count`` (path, offset) cursor positions over ``files`` ((path, text) pairs): one
-    per file in a seeded order, round after round, so that a large workspace is sampled widely
-    and a small one densely; the same files, count and seed give the same positions."""
-    rng = random.Random(seed)
-    pools = []
-    for path, text in sorted(files):
-        offsets = cursor_offsets(text, min_line)
-        rng.shuffle(offsets)
+    """Up to ``count`` (path, offset) cursor positions over the files ``paths``: one per file in
+    a seeded order, round after round, so that a large workspace is sampled widely and a small
+    one densely.  ``read(path)`` gives a file's text (None: skip it); files are read only until
+    the first round has ``count`` positions, so a huge workspace is never held in memory.  The
+    same files, count and seed give the same positions, whatever the order of ``paths``, and a
+    larger count extends the same sequence."""
+    order = sorted(paths)
+    random.Random(seed).shuffle(order)
+    pools: list[tuple[str, list[int]]] = []
+    for path in order:
+        if len(pools) >= count:
+            break
+        offsets = cursor_offsets(read(path) or "", min_line)
         if offsets:
+            random.Random(f"{seed}:{path}").shuffle(offsets)  # per file: independent of the order
             pools.append((path, offsets))
-    rng.shuffle(pools)
     picked: list[tuple[str, int]] = []
     depth = 0
     while len(picked) < count and any(depth < len(offsets) for _, offsets in pools):
@@ -106,18 +111,20 @@ def warm_history(positions: Sequence[tuple[str, int]], prompt_at: Callable[[str,
     return result
 
 
-def workspace_texts(workspace: str, config: Any) -> list[tuple[str, str]]:
-    """(relative path, text) of every file the sparse index takes (its skip rules)."""
+def workspace_files(workspace: str, config: Any) -> list[str]:
+    """The relative paths of every file the sparse index takes (its skip rules), not read."""
     from indexer import sources
 
-    root = Path(workspace).resolve()
-    texts = []
-    for f in sources.walk(root, sources.Rules.from_config(config.index)):
-        try:
-            texts.append((sources.relpath(f.path, str(root)), Path(f.path).read_text(encoding="utf-8", errors="replace")))
-        except OSError:
-            continue  # vanished since the walk
-    return texts
+    root = str(Path(workspace).resolve())
+    return [sources.relpath(f.path, root) for f in sources.walk(root, sources.Rules.from_config(config.index))]
+
+
+def read_text(root: str | Path, rel: str) -> str | None:
+    """A workspace file's text, or None when it cannot be read (gone since the walk)."""
+    try:
+        return (Path(root) / rel).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def wanted(service: Any) -> bool:
@@ -137,14 +144,15 @@ def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
 
     d, config, engine = service.drafting, service.config, service.engine
     target = config.retrieval.history_warmup
-    texts = dict(workspace_texts(d.folder, config))
+    root = Path(d.folder).resolve()
     base = d.warmed
-    positions = warmup_positions(sorted(texts.items()), target)[base:]
+    positions = warmup_positions(workspace_files(d.folder, config), lambda rel: read_text(root, rel), target)[base:]
     if not positions:
         return ""
 
     def prompt_at(path: str, offset: int) -> list[int] | None:
-        return service.prompt_for(texts[path], offset)[0].ids if path in texts else None
+        text = read_text(root, path)  # read again: the file may have changed since
+        return service.prompt_for(text, offset)[0].ids if text is not None and offset <= len(text) else None
 
     def decode(ids: list[int]) -> list[int] | None:
         seen = service.figures.requests
