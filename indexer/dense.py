@@ -296,7 +296,9 @@ class DenseIndex:
         if hasattr(ann, "nprobe"):
             ann.nprobe = NPROBE
         raw = np.frombuffer(blobs["tokens"], dtype=np.dtype(m["token_dtype"]))
-        tokens = np.where(raw == np.iinfo(raw.dtype).max, cls.SEP, raw).astype(np.int32)
+        # widen first: NumPy 2 casts a Python -1 to the array's unsigned dtype (0xFFFF) in np.where
+        tokens = raw.astype(np.int32)
+        tokens[raw == np.iinfo(raw.dtype).max] = cls.SEP
         return cls(Projection.from_dict(m["projection"]), m["model"], int(m["span"]), ann, tokens,
                    list(m["paths"]), list(m["starts"]), list(m["ends"]), set(m["dead"]), path, m.get("info", {}))
 

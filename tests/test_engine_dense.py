@@ -109,6 +109,7 @@ def test_dense_index_finds_itself_replaces_files_and_round_trips(tmp_path):
     saved = index.save(tmp_path / "dense.msgpack")
     back = DenseIndex.open(saved, model_identity(model))
     assert back.entries == index.entries
+    assert back.tokens.tolist() == index.tokens.tolist()  # the separators too (-1, not 0xFFFF)
     assert [n.tokens for n in back.neighbours(states[10], 5)] == [n.tokens for n in index.neighbours(states[10], 5)]
 
 
@@ -245,3 +246,57 @@ def test_workspace_drafting_learns_persists_and_uses_the_dense_index(tmp_path):
     assert off.dense is None
     for w in (again, off):
         w.close()
+
+
+@pytest.mark.parametrize("dense_for", ["this model", "another model"])
+def test_workspace_drafting_with_every_source_on_stays_greedy(dense_for, tmp_path, index_env, tiny_tokenizer_path,
+                                                            tiny_tokenizer):
+    # the daemon's own merged drafter (context, recycling, datastore, history, dense): exact
+    # greedy output; a dense tier built from another model's hidden states is refused, not used
+    import threading
+    from types import SimpleNamespace
+
+    from indexer.workspace_index import open_or_build
+    from indexer_fixtures import SAMPLE_CODE, small_index_config
+    from rest_lsp.completion.drafting import WorkspaceDrafting
+    from rest_lsp.config import Config
+    from rest_lsp.dense import dense_path
+    from rest_lsp.drafters import open_corpus_datastore
+
+    vocab = tiny_tokenizer.vocab_size
+    model = tiny_model("qwen2", seed=5, vocab=vocab)
+    built_for = model if dense_for == "this model" else tiny_model("qwen2", seed=6, vocab=vocab)
+    config = Config(index=small_index_config(tmp_path))
+    open_or_build(None, config, tiny_tokenizer_path).close()
+    store, line = open_corpus_datastore(tiny_tokenizer_path, "", config)
+    assert store is not None, line
+    ids = tiny_tokenizer.encode(SAMPLE_CODE)
+    renamed = tiny_tokenizer.encode(SAMPLE_CODE.replace("Point", "Vec"))
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    docs = [("a.py", ids), ("b.py", renamed), ("c.py", ids[len(ids) // 2:] + ids[:len(ids) // 2])]
+    build_dense_index(built_for, model_identity(built_for), docs, dims=16, span=8).save(
+        dense_path(workspace, config.index))
+    loaded = SimpleNamespace(model=model, runner=None, tokenizer=None, source="tiny")
+    logs: list[str] = []
+    d = WorkspaceDrafting(str(workspace), config, loaded, store, threading.Lock(), logs.append)
+    try:
+        d.completed(1, tuple(renamed[:60]))
+        d.accepted([[1, 0]])
+        sources = {type(x).__name__ for x in d.drafter.drafters}
+        if dense_for == "this model":
+            assert d.dense is not None and "DenseDrafter" in sources
+        else:
+            assert d.dense is None and "DenseDrafter" not in sources
+            assert any("dense index not used" in m and "ModelMismatch" not in m for m in logs), logs
+        assert {"ContextSuffixDrafter", "RecyclingDrafter", "HistoryDrafter"} <= sources
+        engine = Engine(model, DecodingConfig(draft_budget=12), d.drafter)
+        for prompt_len in (9, 31, 57):
+            prompt = ids[:prompt_len]
+            got = engine.complete(prompt, 24)
+            assert list(got.tokens) == reference_greedy(model, prompt, 24)
+        if d.dense is not None:
+            assert d.dense.searches > 0
+    finally:
+        d.close()
+        store.close()

@@ -2,7 +2,8 @@
 
 Every supported architecture, both attention implementations that honour a 4D mask (eager,
 sdpa) and the packed forward for the architectures it supports, random prompts, and drafters from helpful to adversarial: none, noisy copies of the true
-continuation, wrong tokens, repeated tokens, special tokens, very long drafts, budget 1.
+continuation, wrong tokens, repeated tokens, special tokens, ids outside the vocabulary, very long
+drafts, budget 1.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def test_adversarial_drafters_match_reference(case):
                                  Candidate((VOCAB - 1,) * 4, 1.0, "live", 9)]),
         "very long": FixedDrafter([Candidate(tuple(random.Random(1).randrange(VOCAB) for _ in range(500)), 1.0, "corpus", 16)]),
         "empty candidates": FixedDrafter([Candidate((), 3.0, "corpus", 2), Candidate((5,), 0.0, "corpus", 2)]),
+        # a drafter's bug (a separator read back as 0xFFFF) or another tokenizer's store: the ids
+        # past the vocabulary are cut from the tree, the rest still verified
+        "outside the vocabulary": FixedDrafter([Candidate((ref[0], VOCAB, ref[1]), 9.0, "dense", 1),
+                                                Candidate((0xFFFF, ref[0]), 5.0, "corpus", 2),
+                                                Candidate((-1, 3), 5.0, "history", 2),
+                                                Candidate(tuple(ref[:4]), 1.0, "context", 2)]),
     }
     for name, drafter in adversaries.items():
         for budget in (1, 3, 64):

@@ -161,3 +161,11 @@ def test_root_only_tree_inputs():
     assert inputs.ancestor_mask.tolist() == [[True]]
     assert leaf_paths(inputs).tolist() == [[0]]
     assert inputs.position_ids(7).tolist() == [7]
+
+
+def test_tokens_outside_the_vocabulary_are_cut_with_their_subtrees():
+    cands = [c((1, 9, 2), 5.0), c((99, 1), 9.0), c((-1, 4), 9.0), c((3, 4), 1.0)]
+    tree = build_draft_tree(0, cands, 8, vocab_size=10)
+    assert set(tree.tokens[1:]) <= set(range(10))
+    assert tree.tokens[1:] == (1, 3, 9, 4, 2)  # 99 and -1 (and all below them) never picked
+    assert {99, -1} <= set(build_draft_tree(0, cands, 8).tokens)  # without a vocabulary: as given

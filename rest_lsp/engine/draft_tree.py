@@ -58,6 +58,7 @@ def build_draft_tree(
     max_depth: int | None = None,
     max_budget: int = DEFAULT_MAX_BUDGET,
     depth_decay: float = 1.0,
+    vocab_size: int | None = None,
 ) -> DraftTree:
     """The draft tree of at most ``budget`` draft tokens below ``root_token``.
 
@@ -70,6 +71,8 @@ def build_draft_tree(
     ``depth_decay``: a node at depth d weighs ``depth_decay ** (d - 1)`` times its candidates'
     weight, a geometric prior that a deeper draft token is less likely to be reached: without
     it one long heavy chain takes the whole budget before the second-best first token.
+    ``vocab_size``: candidates are cut before their first token outside ``[0, vocab_size)``
+    (a drafter's bug, or a store of another tokenizer, must not reach the embedding lookup).
     """
     if budget <= 0 or not candidates:
         return DraftTree((int(root_token),), (-1,), (0,), (0,), (0.0,))
@@ -98,6 +101,8 @@ def build_draft_tree(
                     group[0] += weights[i]
                     group[1].append(i)
         for tok, (w, through) in groups.items():
+            if vocab_size is not None and not 0 <= tok < vocab_size:
+                continue
             heapq.heappush(frontier, (-w * scale, d + 1, node, tok, node, through))
 
     push_children(0, [i for i, w in enumerate(weights) if w > 0], 0)

@@ -63,6 +63,8 @@ class Engine:
             eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
         self.eos_ids = frozenset(int(t) for t in eos_ids)
         self.window = window if window is not None else attention_window(model)
+        #: draft tokens at or above it are cut from the tree before they reach the embedding
+        self.vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
         self._cost = cost
         #: per-source draft weights, learned across requests (decoding.source_weights)
         self.source_weights = SourceWeights()
@@ -191,6 +193,7 @@ class Engine:
                     window=self.window,
                     weigh=self.source_weights if d.source_weights == "learned" else candidate_weights,
                     depth_decay=d.depth_decay,
+                    vocab_size=self.vocab_size,
                 )
                 self._cached_ids = context[: kv_cache.cache_length(self._cache)]
             except BaseException:

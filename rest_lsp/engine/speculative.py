@@ -51,11 +51,13 @@ def speculative_decode(
     weigh: Callable[[Sequence[Candidate]], list[float]] = candidate_weights,
     window: int | None = None,
     depth_decay: float = 1.0,
+    vocab_size: int | None = None,
 ) -> list[int]:
     """Generate up to ``max_new_tokens`` after ``context`` (extended in place); returns them.
 
     End-of-sequence tokens end the generation and are not returned; ``stop`` is asked after
     every token and ``should_stop`` before every step (cancellation within one step).
+    ``vocab_size``: draft tokens outside the model's vocabulary are cut from the tree.
     """
     if sampling is not None and rng is None:
         rng = np.random.default_rng()
@@ -79,6 +81,7 @@ def speculative_decode(
         tree = build_draft_tree(
             context[-1], candidates, requested, weights=weigh(candidates), max_depth=remaining - 1,
             max_budget=getattr(policy, "max_budget", requested), depth_decay=depth_decay,
+            vocab_size=vocab_size,
         )
         inputs = tree_inputs(tree)
         past = kv_cache.cache_length(cache)
