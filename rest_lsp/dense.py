@@ -177,7 +177,10 @@ def workspace_documents(workspace: str | Path, config: Any, tokenizer: Any) -> l
             text = Path(f.path).read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue  # vanished since the walk: the next refresh sees it
-        docs.append((sources.relpath(f.path, str(root)), tokenizer.encode(text, add_special_tokens=False)))
+        # verbose=False: a whole file may pass model_max_length; it is embedded in windows, so
+        # transformers' "indexing errors" warning would only alarm the user
+        ids = tokenizer.encode(text, add_special_tokens=False, verbose=False)
+        docs.append((sources.relpath(f.path, str(root)), ids))
     return docs
 
 
@@ -289,7 +292,7 @@ class DenseRefresher:
             with self.lock:
                 self.index.remove_doc(rel)  # deleted (or unreadable): its entries go
             return
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        ids = self.tokenizer.encode(text, add_special_tokens=False, verbose=False)  # windowed, as above
         states = hidden_states_of(self.model, ids, guard=self.lock)  # the build's windows
         with self.lock:
             self.index.add_doc(rel, np.asarray(ids), states)

@@ -175,7 +175,7 @@ def test_refresher_replaces_a_changed_file_and_drops_a_deleted_one(tmp_path):
     from rest_lsp.dense import DenseRefresher
 
     class Words:  # token ids are the words "t<i>"
-        def encode(self, text, add_special_tokens=False):
+        def encode(self, text, add_special_tokens=False, verbose=True):  # a tokenizer's signature
             return [int(w[1:]) for w in text.split()]
 
     model = tiny_model()

@@ -199,7 +199,8 @@ class CompletionService:
 
     def _index_buffer(self, uri: str, text: str) -> None:
         """Put one buffer's tokens into the live tier."""
-        ids = self.loaded.tokenizer.encode(text, add_special_tokens=False)
+        # the datastore holds whole buffers; only the prompt is cut to the model's length
+        ids = self.loaded.tokenizer.encode(text, add_special_tokens=False, verbose=False)
         self.store.set_buffer(uri, ids)
 
     def drop_buffer(self, uri: str) -> None:
@@ -343,7 +344,7 @@ class CompletionService:
         if not self.ready():
             return {"state": self.state}
         tok = self.loaded.tokenizer
-        ids = tok.encode(text, add_special_tokens=False)
+        ids = tok.encode(text, add_special_tokens=False, verbose=False)
         found = self.store.retrieve(ids)
         candidates = sorted(found.candidates, key=lambda c: (-c.suffix_len, -c.count, c.tokens))
         return {
