@@ -159,7 +159,8 @@ class RetrievalConfig:
     history_warmup: int = 400
     #: dense drafts (DReSD) from the workspace's dense index: "auto" uses one when built (`rest-lsp
     #: index dense`), "on" also builds it in the server's background, "off" never; not "on" by
-    #: default: on the embedded model they do not pay for their verification (BENCHMARKS.md)
+    #: default: on the embedded model they add at most 0.4 % tokens/step to the daemon's other
+    #: sources, less than the search costs (BENCHMARKS.md, `bench replay` daemon vs daemon+dense)
     dense: str = "auto"
     #: nearest neighbours asked of the dense index per step
     dense_neighbours: int = 50

@@ -104,16 +104,19 @@ def test_drafting_methods_are_built_from_one_place():
 
     r = RetrievalConfig()
     kinds = {}
-    for name in ("rest-sparse", "rest-dense", "rest-history", "rest-merged", "sparse+recycle"):
+    for name in ("rest-sparse", "rest-dense", "rest-history", "rest-merged", "sparse+recycle", "daemon", "daemon+dense"):
         drafter, history = method_drafter(name, r, [], None, 64, span=7)
         parts = getattr(drafter, "drafters", [drafter])
         kinds[name] = [type(d) for d in parts]
-        assert (history is not None) == (name in ("rest-history", "rest-merged"))
+        assert (history is not None) == (name in ("rest-history", "rest-merged", "daemon", "daemon+dense"))
         assert history is None or history in parts
         assert all(d.span == 7 for d in parts if isinstance(d, (ContextSuffixDrafter, HistoryDrafter)))
-        assert (dense_drafter_of(drafter) is not None) == (name in ("rest-dense", "rest-merged"))
+        assert (dense_drafter_of(drafter) is not None) == (name in ("rest-dense", "rest-merged", "daemon+dense"))
     assert kinds["rest-merged"] == [ContextSuffixDrafter, HistoryDrafter, DenseDrafter]
     assert kinds["sparse+recycle"] == [ContextSuffixDrafter, RecyclingDrafter]
+    # the daemon's drafting (completion/drafting.py): the same sources, with and without its dense index
+    assert kinds["daemon"] == [ContextSuffixDrafter, RecyclingDrafter, HistoryDrafter]
+    assert kinds["daemon+dense"] == kinds["daemon"] + [DenseDrafter]
     assert isinstance(method_drafter("rest-sparse", r, [], None, 64, 7)[0], MergedDrafter)
     with pytest.raises(ValueError):
         method_drafter("rest-everything", r, [], None, 64, 7)

@@ -42,6 +42,10 @@ def with_history(method: Any, history: Any) -> Any:
     return run
 
 
+#: the methods that draft from a history (its outputs grow it after each prompt)
+HISTORY_METHODS = ("rest-history", "rest-merged", "daemon", "daemon+dense")
+
+
 def method_drafter(name: str, retrieval: Any, stores: Sequence[Any], dense_index: Any, vocab: int,
                    span: int, warm: Sequence[Sequence[int]] = ()) -> tuple[Any, Any]:
     """A fresh (drafter, its history source or None) of the method ``name``: the exact-match
@@ -53,7 +57,7 @@ def method_drafter(name: str, retrieval: Any, stores: Sequence[Any], dense_index
 
     r = retrieval
     sparse = [ContextSuffixDrafter(span=span, max_suffix=r.max_suffix)] + [DatastoreDrafter(s, span=span) for s in stores]
-    history = HistoryDrafter(r.history_tokens, span=span) if name in ("rest-history", "rest-merged") else None
+    history = HistoryDrafter(r.history_tokens, span=span) if name in HISTORY_METHODS else None
     for out in warm if history is not None else ():
         history.add(out)
     if name == "rest-sparse":
@@ -66,6 +70,10 @@ def method_drafter(name: str, retrieval: Any, stores: Sequence[Any], dense_index
         return MergedDrafter(sparse + [history, DenseDrafter(dense_index, r.dense_neighbours)]), history
     if name == "sparse+recycle":
         return MergedDrafter(sparse + [RecyclingDrafter(vocab)]), None
+    if name == "daemon":
+        return MergedDrafter(sparse + [RecyclingDrafter(vocab), history]), history
+    if name == "daemon+dense":
+        return MergedDrafter(sparse + [RecyclingDrafter(vocab), history, DenseDrafter(dense_index, r.dense_neighbours)]), history
     raise ValueError(f"unknown drafting method {name!r}")
 
 

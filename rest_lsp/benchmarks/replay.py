@@ -180,7 +180,9 @@ def load_traces(path: Path) -> list[Trace]:
 
 #: method -> what it drafts with: ``bench drafters``'s methods, plus the default engine's own
 METHODS = {**{name: label for name, label in DRAFTERS_METHODS.items() if name != "greedy"},
-           "sparse+recycle": "sparse + the model's recycled top-k (the default drafting, without its time-based gate)"}
+           "sparse+recycle": "sparse + the model's recycled top-k (the default drafting, without its time-based gate)",
+           "daemon": "the daemon's drafting without a dense index: sparse + recycled top-k + history (no time gate)",
+           "daemon+dense": "the daemon's drafting with a dense index: the same + dense (what retrieval.dense adds)"}
 
 
 def run_grid(traces: Sequence[Trace], retrieval: Any, stores: Sequence[Any], dense_index: Any, vocab: int,
