@@ -189,6 +189,8 @@ class DecodingConfig:
     #: draft-tree prior that a deeper draft token is less likely reached: a node at depth d
     #: weighs depth_decay^(d-1) times its candidates' weight (1: no decay)
     depth_decay: float = 0.6
+    #: extra stop strings: a completion ends before the first of them it contains
+    stop: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -204,6 +206,12 @@ class ServerConfig:
     classic_completion: bool = False
     #: "auto" uses fill-in-the-middle prompts when the model has FIM tokens; "on" / "off"
     fim: str = "auto"
+    #: the prompt format (rest_lsp.completion.fim): "auto" detects it from the tokenizer, or
+    #: qwen | starcoder | deepseek | codellama | codestral; its stop tokens apply even when fim is off
+    fim_template: str = "auto"
+    #: "auto": prompts start with the repository name and file path where the template has such a
+    #: header (Qwen2.5-Coder, StarCoder2); "off"
+    repo_header: str = "auto"
     #: completion items returned for an explicit (invoked) request, for cycling
     max_items: int = 3
 

@@ -6,6 +6,7 @@ on; ``Config.strict`` turns them into one ``ConfigError``.
 
 from __future__ import annotations
 
+from rest_lsp.completion.fim import TEMPLATE_NAMES
 from rest_lsp.config import (
     Config,
     DecodingConfig,
@@ -23,6 +24,9 @@ _CHOICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("model", "dtype", ("auto", "float32", "bfloat16", "float16")),
     ("model", "forward", ("auto", "packed", "transformers")),
     ("index", "corpus_tier", ("full", "compact")),
+    ("server", "fim", ("auto", "on", "off")),
+    ("server", "fim_template", ("auto", *TEMPLATE_NAMES)),
+    ("server", "repo_header", ("auto", "off")),
 )
 
 
@@ -76,6 +80,9 @@ def check(config: Config) -> list[str]:
                         "`rest-lsp index compact`); using the full corpus")
         config.index.corpus_tier = "full"
     problems.extend(_check_remote(config))
+    if "" in config.decoding.stop:  # an empty stop string would cut every completion to nothing
+        problems.append("decoding.stop: an empty string stops nothing; left out")
+        config.decoding.stop = [s for s in config.decoding.stop if s]
     dev = config.model.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         problems.append(f"model.device={dev!r} must be auto, cpu, cuda or cuda:N")

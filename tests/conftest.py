@@ -1,5 +1,13 @@
 """Shared pytest fixtures.  Each area keeps its fixtures in its own module, imported here."""
 
+import os
+
+
+def pytest_configure(config):
+    """An empty model.name means the embedded 10 M model in the suite (fast, deterministic tests);
+    the tests of the real default model name it ("qwen2.5-coder-0.5b") and are marked slow."""
+    os.environ.setdefault("REST_LSP_DEFAULT_MODEL", "embedded")
+
 # --- indexer fixtures (issue 2: the datastore) -------------------------------------------
 from indexer_fixtures import (  # noqa: F401
     index_env,

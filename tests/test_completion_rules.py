@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rest_lsp.completion.prompt import FimTokens, build_prompt, fit_prefix, split_at
+from rest_lsp.completion.fim import FimTokens
+from rest_lsp.completion.prompt import build_prompt, fit_prefix, split_at
 from rest_lsp.completion.stops import cursor_of, cut, finish
 
 
@@ -95,12 +96,99 @@ def test_strings_and_comments_do_not_count_as_brackets():
     assert complete("s = |\n", "')' + \"]\"  # )\n") == "')' + \"]\"  # )"
 
 
-def test_heal_strips_trailing_whitespace_and_visible_requires_it():
-    from rest_lsp.completion.prompt import heal, visible
+def test_heal_last_takes_back_the_prefix_last_token_and_visible_requires_it():
+    from rest_lsp.completion.prompt import heal_last, visible
 
-    assert heal("def f():\n    ") == ("def f():", "\n    ")
-    assert heal("x = 1") == ("x = 1", "")
-    assert visible("\n    return 1", "\n    ") == "return 1"
+    pieces = {1: "def", 2: " f", 3: "():", 4: "\n   ", 5: " ret"}
+    text = "def f():\n    ret"
+    assert heal_last([1, 2, 3, 4, 5], text, pieces.get, keep_one=True) == ([1, 2, 3, 4], 5, " ret")
+    assert heal_last([1, 2, 3, 4, 5], text, None, keep_one=True) == ([1, 2, 3, 4, 5], None, "")
+    # a token whose text does not end the prefix (a decoding mismatch) is left alone
+    assert heal_last([1, 2, 3], text, pieces.get, keep_one=True) == ([1, 2, 3], None, "")
+    # a prompt of one token keeps it unless something else is in the prompt (FIM, a header)
+    assert heal_last([5], " ret", pieces.get, keep_one=True) == ([5], None, "")
+    assert heal_last([5], " ret", pieces.get, keep_one=False) == ([], 5, " ret")
+    assert visible(" return 1", " ret") == "urn 1"
     assert visible("\n        deeper", "\n    ") == "    deeper"
-    assert visible("\n  ", "\n    ") == ""  # still inside the healed whitespace
+    assert visible("\n  ", "\n    ") == ""  # still inside the healed text
     assert visible(" = 2", "\n    ") is None  # diverged from what the user typed
+
+
+def test_build_prompt_heals_the_prefix_not_the_fim_tokens():
+    from rest_lsp.completion.fim import FimTokens
+    from rest_lsp.completion.prompt import build_prompt
+
+    def encode(s):
+        return [ord(c) for c in s]
+
+    fim = FimTokens(prefix=1001, suffix=1002, middle=1003)
+    prompt = build_prompt("ab", "cd\n", encode, 100, fim, token_text=chr)
+    assert prompt.ids == [1001, ord("a"), 1002, ord("c"), ord("d"), ord("\n"), 1003]
+    assert (prompt.healed, prompt.healed_text) == (ord("b"), "b")
+    plain = build_prompt("ab", "", encode, 100, None, token_text=chr)
+    assert plain.ids == [ord("a")] and plain.healed == ord("b")
+
+
+def test_token_extensions_list_the_tokens_that_begin_with_a_token():
+    from rest_lsp.completion.healing import TokenExtensions
+
+    vocab = {"re": 1, "ret": 2, "return": 3, "rex": 4, "r": 5, "<|end|>": 6, "s": 7}
+    index = TokenExtensions(vocab, excluded={6})
+    assert index.extending(2).tolist() == [2, 3]
+    assert index.extending(1).tolist() == [1, 2, 3, 4]
+    assert index.extending(7).tolist() == [7]
+    assert 6 not in TokenExtensions(vocab, excluded={6}).extending(5).tolist()
+
+
+def test_a_blank_cursor_line_ends_the_completion_below_its_first_line():
+    prefix = 'def f(xs):\n    """Sum."""\n'
+    text = "    total = 0\n    for x in xs:\n        total += x\n    return total\n\n\n# Check it\nprint(f([1]))\n"
+    assert finish(text, cursor_of(prefix, "")) == "    total = 0\n    for x in xs:\n        total += x\n    return total"
+    # a first line that opens a block is one statement of the body, not the body's header
+    text = "    for x in xs:\n        print(x)\n    return xs\n\nf([1])\n"
+    assert finish(text, cursor_of(prefix, "")) == "    for x in xs:\n        print(x)\n    return xs"
+
+
+def test_a_completion_starting_on_the_next_line_may_dedent_and_ends_where_it_dedents_further():
+    prefix = "class A:\n    def f(self):\n        return 1"
+    text = "\n\n    def g(self):\n        return 2\n\n\nprint(A())\n"
+    assert finish(text, cursor_of(prefix, "")) == "\n\n    def g(self):\n        return 2"
+    # after a block opener the user typed, the body is the completion; its level ends it
+    prefix = "def f():"
+    assert finish("\n    return 1\n\ndef g():\n", cursor_of(prefix, "")) == "\n    return 1"
+
+
+def test_healing_ends_the_prompt_where_a_following_word_puts_the_boundary():
+    from rest_lsp.completion.prompt import boundary_before_a_word, heal_last
+
+    # a toy tokenizer like byte-level BPE: a run of spaces is one token at the end of a text, but
+    # before a word its last space goes with the word
+    vocab = {"def": 1, ":": 2, "\n": 3, "    ": 4, "   ": 5, " ": 6, " x": 7, " if": 8, "x": 9}
+    pieces = {i: p for p, i in vocab.items()}
+
+    def encode(text):
+        out, i = [], 0
+        while i < len(text):
+            for piece in sorted(vocab, key=len, reverse=True):
+                if text.startswith(piece, i) and not (piece == "    " and text[i + 4:i + 5].isalpha()):
+                    out.append(vocab[piece])
+                    i += len(piece)
+                    break
+            else:
+                raise ValueError(text[i:])
+        return out
+
+    text = "def:\n    "
+    assert encode(text)[-1] == 4 and encode(text + "x")[-2:] == [5, 7]
+    assert boundary_before_a_word(text, encode, pieces.get) == ([1, 2, 3, 5], " ")
+    assert heal_last(encode(text), text, pieces.get, keep_one=True, encode=encode) == ([1, 2, 3, 5], 6, " ")
+    # a text whose end a word does not change: the last token is healed
+    assert heal_last(encode("def:"), "def:", pieces.get, keep_one=True, encode=encode) == ([1], 2, ":")
+
+
+def test_a_completion_cut_by_the_token_limit_ends_with_its_last_complete_line():
+    cursor = cursor_of("def f(n):\n", "")
+    text = "    a, b = 0, 1\n    for _ in range(3, n +"
+    assert finish(text, cursor, truncated=True) == "    a, b = 0, 1"
+    assert finish(text, cursor) == text  # not truncated: shown as generated
+    assert finish("    return fib(n", cursor, truncated=True) == "    return fib(n"  # one line: kept

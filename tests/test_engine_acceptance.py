@@ -87,3 +87,26 @@ def test_sampling_with_point_mass_rejects_impossible_drafts():
     for seed in range(50):
         acc = sample_accept(inputs, probs, np.random.default_rng(seed))
         assert acc.drafts == () and acc.bonus == 0
+
+
+def test_restricted_renormalises_over_the_allowed_tokens_only():
+    import numpy as np
+
+    from rest_lsp.engine.sampling import restricted
+
+    probs = np.array([0.5, 0.2, 0.2, 0.1])
+    out = restricted(probs, np.array([1, 3]))
+    assert np.allclose(out, [0.0, 2 / 3, 0.0, 1 / 3])
+    # no mass on the allowed tokens: uniform over them rather than a division by zero
+    assert np.allclose(restricted(np.array([1.0, 0.0, 0.0]), np.array([1, 2])), [0.0, 0.5, 0.5])
+
+
+def test_argmax_among_takes_the_best_allowed_token_and_the_smaller_on_ties():
+    import numpy as np
+    import torch
+
+    from rest_lsp.engine.readout import argmax_among
+
+    logits = torch.tensor([[5.0, 1.0, 3.0, 3.0, 0.0]])
+    assert argmax_among(logits, 0, np.array([1, 2, 3, 4])) == 2
+    assert argmax_among(logits, 0, np.array([0, 1])) == 0

@@ -106,3 +106,31 @@ def test_oracle_drafts_are_accepted_in_few_steps(case):
     assert list(gen.tokens) == ref
     assert gen.stats.steps == 3  # 8 accepted + 1 bonus per step: 9 + 9 + 6
     assert gen.stats.accepted_drafts == N_NEW - 3
+
+
+def _constrained_reference(model, prompt, allowed, n):
+    """Plain greedy with the first token's argmax taken over ``allowed`` only (token healing)."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0, -1]
+    first = max(sorted(allowed), key=lambda t: (float(logits[t]), -t))
+    return [first] + reference_greedy(model, [*prompt, first], n - 1)
+
+
+@pytest.mark.parametrize("budget", [None, 16])
+def test_first_allowed_constrains_the_first_token_alike_in_greedy_and_rest(budget):
+    """Token healing: the first token is the best among the allowed ones, in both modes, and the
+    rest of the output is the model's greedy continuation of it."""
+    hf = tiny_model("llama", "sdpa", seed=7)
+    rng = random.Random(11)
+    for k in range(3):
+        prompt = [rng.randrange(VOCAB) for _ in range(12)]
+        free = reference_greedy(hf, prompt, 1)[0]
+        allowed = sorted({(free + 1 + j) % VOCAB for j in range(5)})  # the unconstrained choice left out
+        ref = _constrained_reference(hf, prompt, allowed, N_NEW)
+        engine = Engine(hf, eos_ids=(), drafter=MergedDrafter([ContextSuffixDrafter(), RecyclingDrafter(VOCAB)]))
+        mode = "greedy" if budget is None else "rest"
+        gen = engine.complete(prompt, N_NEW, mode=mode, budget=budget, first_allowed=allowed)
+        assert gen.tokens[0] in allowed and gen.tokens[0] != free
+        assert list(gen.tokens) == ref

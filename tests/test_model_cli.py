@@ -9,14 +9,14 @@ import pytest
 from rest_lsp import model_eval
 from rest_lsp.cli import main
 
-INFO_FIELDS = {"source", "origin", "model_type", "parameters", "device", "dtype", "embedded"}
+INFO_FIELDS = {"name", "kind", "why", "source", "model_type", "parameters", "device", "dtype", "embedded"}
 
 
 def test_model_info_json(capsys):
     assert main(["model", "info", "--json", "--threads", "1"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert INFO_FIELDS <= info.keys()
-    assert info["origin"] == "embedded"
+    assert info["kind"] == "embedded" and "REST_LSP_DEFAULT_MODEL" in info["why"]
     assert info["device"] == "cpu" and info["dtype"] == "float32"
     assert info["parameters"] == info["embedded"]["parameters"]
 

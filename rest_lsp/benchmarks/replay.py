@@ -229,12 +229,17 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _workload_traces(name: str, engine: Any, prompts: Callable[[], list[list[int]]], docs: Callable[[], list],
-                     loaded: Any, out: Path, reuse: bool, max_new_tokens: int) -> tuple[list[Trace], Any]:
-    """The workload's traces and dense index: from an earlier run with ``reuse``, else made and saved."""
+                     loaded: Any, out: Path, reuse: bool, max_new_tokens: int,
+                     needs_dense: bool = True) -> tuple[list[Trace], Any]:
+    """The workload's traces and dense index (None when ``needs_dense`` is False): from an earlier
+    run with ``reuse``, else made and saved."""
     from indexer.dense import DenseIndex
     from rest_lsp.benchmarks.drafters import build_dense
 
     traces_path, dense_file = out / f"{name}.traces.npz", out / f"{name}.dense.msgpack"
+    if reuse and traces_path.exists() and not needs_dense:
+        print(f"{name}: reusing {traces_path}")
+        return load_traces(traces_path), None
     if reuse and traces_path.exists() and dense_file.exists():
         print(f"{name}: reusing {traces_path} and {dense_file}")
         return load_traces(traces_path), DenseIndex.open(dense_file)
@@ -242,6 +247,8 @@ def _workload_traces(name: str, engine: Any, prompts: Callable[[], list[list[int
     print(f"{name}: tracing greedy decoding of {len(ps)} prompts")
     traces = capture(engine, ps, max_new_tokens)
     save_traces(traces, traces_path)
+    if not needs_dense:  # no method of the grid drafts densely: embedding the documents is skipped
+        return traces, None
     index, _ = build_dense(loaded, docs())
     index.save(dense_file)
     return traces, index
@@ -283,10 +290,11 @@ def main(args: Any) -> int:
     record: dict[str, Any] = {"command": "rest-lsp " + " ".join(sys.argv[1:]),
                               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                               "model": str(loaded.source), **grid, "workloads": {}}
+    needs_dense = any("dense" in m or m == "rest-merged" for m in grid["methods"])
     if args.limit != 0:
         traces, index = _workload_traces("humaneval", engine, lambda: humaneval.humaneval_prompts(tok, args.limit),
                                          lambda: stdlib_documents(tok, args.dense_tokens), loaded, out, args.reuse,
-                                         args.max_new_tokens)
+                                         args.max_new_tokens, needs_dense)
         print(f"humaneval: {len(traces)} traces; grid of {len(grid['budgets']) * len(grid['spans']) * len(grid['decays'])}")
         rows = run_grid(traces, config.retrieval, [s for s in [corpus] if s is not None], index, vocab, **grid)
         record["workloads"]["humaneval"] = {"prompts": len(traces), "rows": rows}
@@ -294,7 +302,8 @@ def main(args: Any) -> int:
     if args.workspace:
         work = repository_workload(loaded, config, args, out, reuse=args.reuse)
         traces, index = _workload_traces("repository", engine, lambda: work.prompts(tok, config, args),
-                                         lambda: work.documents(tok), loaded, out, args.reuse, args.max_new_tokens)
+                                         lambda: work.documents(tok), loaded, out, args.reuse, args.max_new_tokens,
+                                         needs_dense)
         print(f"repository: {len(traces)} traces (held out: {', '.join(work.held)})")
         warm = _warmup(work, loaded, config, out, args) if args.history_warmup else []
         rows = run_grid(traces, config.retrieval, [work.store] + [s for s in [corpus] if s is not None], index, vocab,

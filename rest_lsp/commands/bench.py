@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rest_lsp.config import RetrievalConfig
+from rest_lsp.config import DecodingConfig, RetrievalConfig
 from rest_lsp.errors import ConfigError
 
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks (engine; the datastore's is `index bench`)")
     kinds = p.add_subparsers(dest="bench_kind", metavar="KIND")
     e = kinds.add_parser("engine", help="c(k), tokens/step, speed-ups and overhead on HumanEval prompts")
-    e.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    e.add_argument("--model", default="", metavar="NAME", help="model.name (docs/models.md); default: the default model")
     e.add_argument("--random-model", action="store_true",
                    help="a random model of the embedded shape (checks the harness without weights)")
     e.add_argument("--device", default="auto")
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--out", default="bench-out/humaneval", metavar="DIR", help="where JSON, table and PNGs go")
     h.add_argument("--methods", default=",".join(__import__("rest_lsp.benchmarks.humaneval", fromlist=["x"]).METHODS),
                    help="comma-separated subset of the methods")
-    h.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    h.add_argument("--model", default="", metavar="NAME", help="model.name (docs/models.md); default: the default model")
     h.add_argument("--device", default="auto")
     h.add_argument("--dtype", default="auto")
     h.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
@@ -62,19 +62,41 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="datastore sizes (fractions of the corpus) of the speed-up vs size sweep; empty: none")
     h.add_argument("--sweep-limit", type=int, default=40, help="prompts of the size sweep (0: all)")
     h.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.humaneval", fromlist=["x"]).main(args))
+    p1 = kinds.add_parser("pass1", help="HumanEval pass@1 of the completions the server shows (greedy and REST, token identity)")
+    p1.add_argument("--limit", type=int, default=0, help="first N of the 164 problems (0: all)")
+    p1.add_argument("--max-new-tokens", type=int, default=256, help="decoding.max_new_tokens of the service")
+    p1.add_argument("--modes", default="greedy,rest", help="comma-separated: greedy, rest (the first is the reference)")
+    p1.add_argument("--model", default="", metavar="NAME", help="model.name; default: the default model")
+    p1.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
+    p1.add_argument("--timeout", type=float, default=10.0, help="seconds each completion's tests may run")
+    p1.add_argument("--out", default="bench-out/pass1", metavar="DIR", help="where JSON, table and PNG go")
+    p1.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.pass_at_1", fromlist=["x"]).main(args))
     rp = kinds.add_parser("repo", help="completions inside held-out files of a real repository, per method")
     rp.add_argument("--workspace", required=True, metavar="DIR", help="the repository (it is copied, never changed)")
     rp.add_argument("--held-out", type=int, default=4, help="Python files held out of the index")
     rp.add_argument("--positions-per-file", type=int, default=10, help="cursor positions per held-out file")
     rp.add_argument("--max-new-tokens", type=int, default=64)
     rp.add_argument("--methods", default=",".join(__import__("rest_lsp.benchmarks.repo", fromlist=["x"]).METHODS))
-    rp.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    rp.add_argument("--model", default="", metavar="NAME", help="model.name (docs/models.md); default: the default model")
     rp.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
     rp.add_argument("--seed", type=int, default=0, help="picks the held-out files and the cursor positions")
     rp.add_argument("--history-warmup", type=int, default=RetrievalConfig.history_warmup, metavar="N",
                     help="the daemon method's history starts with the model's completions at N positions of the indexed files")
     rp.add_argument("--out", default="bench-out/repo", metavar="DIR")
     rp.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.repo", fromlist=["x"]).main(args))
+    qu = kinds.add_parser("quality", help="completion quality at cursor positions in held-out files of real repositories")
+    qu.add_argument("--workspace", action="append", required=True, metavar="DIR",
+                    help="a repository (repeatable; each is copied, never changed)")
+    qu.add_argument("--held-out", type=int, default=4, help="Python files held out of the index, per repository")
+    qu.add_argument("--positions-per-file", type=int, default=10, help="cursor positions per held-out file")
+    qu.add_argument("--max-new-tokens", type=int, default=DecodingConfig.max_new_tokens,
+                    help="decoding.max_new_tokens of the service")
+    qu.add_argument("--model", default="", metavar="NAME", help="model.name; default: the default model")
+    qu.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
+    qu.add_argument("--seed", type=int, default=0, help="picks the held-out files and the cursor positions")
+    qu.add_argument("--mode", default="rest", choices=("rest", "greedy"), help="decoding.mode of the service")
+    qu.add_argument("--out", default="bench-out/quality", metavar="DIR", help="where JSON, table and PNG go")
+    qu.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.quality", fromlist=["x"]).main(args))
     cp = kinds.add_parser("compact", help="tokens/step against bytes on disk: full suffix array vs compact tiers")
     cp.add_argument("--limit", type=int, default=40, help="HumanEval prompts (0: all 164)")
     cp.add_argument("--max-new-tokens", type=int, default=128)
@@ -146,7 +168,7 @@ def _register_hardening(kinds: argparse._SubParsersAction) -> None:
     so.add_argument("--workspace", default=".", metavar="DIR", help="the workspace (copied, never changed)")
     so.add_argument("--minutes", type=float, default=10.0)
     so.add_argument("--rate", type=float, default=20.0, help="edits (and completion requests) per second")
-    so.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    so.add_argument("--model", default="", metavar="NAME", help="model.name (docs/models.md); default: the default model")
     so.add_argument("--debounce-ms", type=int, default=75, help="server.debounce_ms of the daemon")
     so.add_argument("--max-new-tokens", type=int, default=64)
     so.add_argument("--pause-s", type=float, default=1.0, help="pause at each line end (0: type without pauses)")
@@ -156,7 +178,7 @@ def _register_hardening(kinds: argparse._SubParsersAction) -> None:
     cr.add_argument("--workspace", default=".", metavar="DIR", help="the workspace (copied, never changed)")
     cr.add_argument("--trials", type=int, default=100)
     cr.add_argument("--seed", type=int, default=0)
-    cr.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    cr.add_argument("--model", default="", metavar="NAME", help="model.name (docs/models.md); default: the default model")
     cr.add_argument("--out", default="bench-out/crash.json", metavar="FILE")
     cr.set_defaults(func=lambda args: __import__("rest_lsp.stress.crash", fromlist=["x"]).main(args))
 

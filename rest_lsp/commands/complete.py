@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("col", type=int, help="column (characters), 1-based; past the end means end of line")
     p.add_argument("--workspace", help="workspace to index (default: the file's git root, else its folder)")
     p.add_argument("--no-workspace", action="store_true", help="use the corpus index only")
-    p.add_argument("--model", help="model path or hub name (default: the embedded model)")
+    p.add_argument("--model", help="model.name (docs/models.md); default: the default model")
     p.add_argument("--max-new-tokens", type=int, help="tokens to generate at most")
     p.add_argument("--invoked", action="store_true", help="answer as to an explicit request (several items)")
     p.add_argument("--config", metavar="FILE", help="config file (TOML or JSON)")

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default: decoding.max_new_tokens")
     p.add_argument("--mode", choices=("greedy", "rest"), default="rest",
                    help="greedy: our plain loop, one token per forward; rest: speculative (default)")
-    p.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    p.add_argument("--model", default="", metavar="NAME", help="model.name (docs/models.md); default: the default model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")

@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = isub.add_parser("dense", help="build a workspace's dense index (DReSD: the model's hidden states)")
     _where(d)
-    d.add_argument("--model", default="", metavar="NAME", help="local path or hub name; default: embedded")
+    d.add_argument("--model", default="", metavar="NAME", help="model.name (docs/models.md); default: the default model")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=lambda args: _dense().run_dense(args))
 
@@ -76,14 +76,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--rank", choices=("count", "next"), default="count",
                    help="count: most frequent n-grams first (CREST); next: most often followed by their top next token")
     c.add_argument("--tokenizer", metavar="PATH", default=None,
-                   help="tokenizer.json or model directory (default: the embedded model's)")
+                   help="tokenizer.json or model directory (default: the model's: model.name, else the default model)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=run_compact)
 
     pr = isub.add_parser("prune", help="remove cached indexes nothing uses any more (lists them unless --yes)")
     pr.add_argument("--yes", action="store_true", help="remove them (default: only list them)")
     pr.add_argument("--tokenizer", metavar="PATH", default=None,
-                    help="tokenizer.json or model directory (default: the embedded model's)")
+                    help="tokenizer.json or model directory (default: the model's: model.name, else the default model)")
     pr.add_argument("--config", metavar="FILE", default=None, help="config file (TOML or JSON)")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_prune)
@@ -106,7 +106,7 @@ def _where(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index-dir", metavar="DIR", default=None,
                    help="index directory (default: the user cache dir, keyed by workspace)")
     p.add_argument("--tokenizer", metavar="PATH", default=None,
-                   help="tokenizer.json or model directory (default: the embedded model's)")
+                   help="tokenizer.json or model directory (default: the model's: model.name, else the default model)")
     p.add_argument("--config", metavar="FILE", default=None, help="config file (TOML or JSON)")
 
 
@@ -114,7 +114,7 @@ def _config(args):
     from rest_lsp.config import Config
     from rest_lsp.config_sources import load_file
 
-    if args.config:
+    if getattr(args, "config", None):
         config, problems = load_file(args.config)
         for problem in problems:
             print(f"rest-lsp: config: {problem}", file=sys.stderr)
@@ -125,6 +125,16 @@ def _config(args):
     if getattr(args, "index_dir", None):
         config.index.index_dir = args.index_dir
     return config
+
+
+def _tokenizer_source(args) -> str:
+    """``--tokenizer``, else the tokenizer of the model the daemon would load (``model.name`` of
+    ``--config``; an empty name: the default model), so that the index is the daemon's."""
+    if args.tokenizer:
+        return args.tokenizer
+    from rest_lsp.models.resolve import resolve
+
+    return resolve(_config(args).model.name, log=lambda message: print(message, file=sys.stderr)).folder
 
 
 def _progress_bar(unit: str = "B"):
@@ -154,7 +164,7 @@ def _open(args):
     from indexer.workspace_index import open_compact
 
     config = _config(args)
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(_tokenizer_source(args))
     index_dir = args.index_dir or workspace_dir(os.path.abspath(args.workspace or "."), config.index)
     store = Datastore.open(index_dir, tok, config)
     if config.index.corpus_tier == "compact":
@@ -172,7 +182,7 @@ def run_build(args) -> int:
     if args.ray or args.sharded:
         return run_sharded_build(args)
     config = _config(args)
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(_tokenizer_source(args))
     progress, close = _progress_bar()
     t0 = time.perf_counter()
     try:
@@ -208,7 +218,7 @@ def run_sharded_build(args) -> int:
         raise ConfigError("--ray and --sharded build a corpus index only: drop --workspace / --no-corpus")
     config = _config(args)
     config.index.index_dir = ""
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(_tokenizer_source(args))
     shard_tokens = args.shard_tokens or partition.DEFAULT_SHARD_TOKENS
     progress, close = _progress_bar(unit="shard")
     try:
@@ -257,7 +267,7 @@ def run_prune(args) -> int:
 
     config = _config(args)
     root = cache_root()
-    stale = cache_dirs.stale_entries(root, keep=[corpus_dir(config.index, load_tokenizer(args.tokenizer))])
+    stale = cache_dirs.stale_entries(root, keep=[corpus_dir(config.index, load_tokenizer(_tokenizer_source(args)))])
     total = sum(e.bytes for e in stale)
     freed = cache_dirs.remove(stale) if args.yes else 0
     if args.json:
@@ -353,7 +363,7 @@ def _remote_store(args):
     from indexer.tokens import load_tokenizer
 
     config = _config(args)
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(_tokenizer_source(args))
     return Datastore(tok, config.index, config.retrieval), tok
 
 
@@ -373,7 +383,7 @@ def run_compact(args) -> int:
     from indexer.workspace_index import corpus_dir
     from rest_lsp.config import Config
 
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(_tokenizer_source(args))
     index_dir = args.index_dir or corpus_dir(Config().index, tok)
     settings = CompactSettings(max_n=args.max_n, depth=args.depth, tree_nodes=args.tree_nodes,
                                max_bytes=args.max_bytes, top_ngrams=args.top_ngrams, min_count=args.min_count,

@@ -12,9 +12,9 @@ from rest_lsp.errors import ModelError
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``model`` subcommand and its ``info`` and ``eval`` actions."""
-    p = sub.add_parser("model", help="describe or evaluate the model (the embedded one by default)")
+    p = sub.add_parser("model", help="describe or evaluate the model (the default one unless --model)")
     actions = p.add_subparsers(dest="model_action", metavar="ACTION")
-    info = actions.add_parser("info", help="show the active model: size, device, dtype, origin")
+    info = actions.add_parser("info", help="show the model in use and why: size, device, dtype, where its weights come from")
     _model_options(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=run_info)
@@ -43,7 +43,9 @@ def _help_for(parser: argparse.ArgumentParser):
 def _model_options(p: argparse.ArgumentParser) -> None:
     """Options choosing the model (the same fields as the ``model`` config section)."""
     p.add_argument("--model", default="", metavar="NAME",
-                   help="local path or hub name; default: the embedded model")
+                   help="a packaged model (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b), a GGUF file, ollama:NAME, "
+                        "a model folder, a hub name or 'embedded'; default: qwen2.5-coder-0.5b when "
+                        "installed, else the embedded model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
@@ -71,20 +73,10 @@ def model_info(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     loaded = _load(args)
     info = describe(loaded)
-    info["origin"] = _origin(args.model)
     info["load_seconds"] = round(time.perf_counter() - started, 2)
-    if not args.model:
+    if info["kind"] == "embedded":
         info["embedded"] = embedded_model.describe_embedded()
     return info
-
-
-def _origin(name: str) -> str:
-    """Where a model comes from: the package, a local directory or the Hugging Face hub."""
-    from pathlib import Path
-
-    if not name:
-        return "embedded"
-    return "local path" if Path(name).exists() else "hugging face hub"
 
 
 def run_info(args: argparse.Namespace) -> int:

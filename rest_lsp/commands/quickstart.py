@@ -37,7 +37,7 @@ def welcome(data: dict[str, Any]) -> None:
         print(f"rest-lsp: config: {problem}", file=err)
     folder = os.getcwd()
     print(f"rest-lsp: loading the model and indexing {folder} (plus the corpus) ...", file=err)
-    service = CompletionService(config, [folder])
+    service = CompletionService(config, [folder], log=lambda message: print(message, file=err))
     progress, close = _progress_bar()
     try:
         service.start(progress=progress)

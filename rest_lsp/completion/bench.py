@@ -364,7 +364,7 @@ def parser() -> argparse.ArgumentParser:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The benchmark's options (shared with ``rest-lsp bench server``)."""
     p.add_argument("--workspace", required=True, help="a real repository (not in the model's training data)")
-    p.add_argument("--model", default="", help="model path or hub name (default: embedded)")
+    p.add_argument("--model", default="", help="model.name (docs/models.md); default: the default model")
     p.add_argument("--corpus", nargs="*", help="corpus roots (default: the standard library)")
     p.add_argument("--held-out", type=int, default=4, help="files left out of the index")
     p.add_argument("--positions", type=int, default=40, help="cursor positions")

@@ -3,29 +3,25 @@
 Pure functions over an ``encode`` callable, so they are tested without a model.  The prefix is
 cut at line starts that move in steps (``LINE_STEP`` lines) rather than one line at a time: two
 consecutive requests in a long file then share the same first tokens, which lets the engine reuse
-its KV cache instead of prefilling again.
+its KV cache instead of prefilling again.  The fill-in-the-middle layout comes from the model's
+template (``rest_lsp.completion.fim``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
+
+from rest_lsp.completion.fim import FimTokens
 
 #: the prefix window's first line moves in steps of this many lines (KV reuse, see module doc)
 LINE_STEP = 32
 #: share of the token budget given to the suffix in fill-in-the-middle prompts
 SUFFIX_SHARE = 0.25
+#: most of the token budget a repository header may take; a longer one is left out whole
+HEADER_SHARE = 0.25
 
 Encode = Callable[[str], list[int]]
-
-
-@dataclass(frozen=True)
-class FimTokens:
-    """The ids of a model's fill-in-the-middle special tokens (prefix-suffix-middle order)."""
-
-    prefix: int
-    suffix: int
-    middle: int
 
 
 @dataclass(frozen=True)
@@ -36,6 +32,12 @@ class Prompt:
     prefix_text: str
     suffix_text: str
     fim: bool
+    #: tokens of the repository header (0: none)
+    header_tokens: int = 0
+    #: the prefix's last token, taken back (token healing; None: none was), and its text: the
+    #: first generated token must begin with that text, which the user does not see again
+    healed: int | None = None
+    healed_text: str = ""
 
 
 def split_at(text: str, offset: int) -> tuple[str, str]:
@@ -44,20 +46,8 @@ def split_at(text: str, offset: int) -> tuple[str, str]:
     return text[:offset], text[offset:]
 
 
-def heal(prefix: str) -> tuple[str, str]:
-    """The prefix without its trailing whitespace, and that whitespace (token healing).
-
-    Byte-level BPE merges a newline with the next line's indentation, and a space with the word
-    after it, so a prompt ending in whitespace ends on a token the model rarely saw there (a lone
-    ``"\\n"`` or ``" "``).  The prompt stops before that whitespace instead, and the generated text
-    must begin with it (``visible``).
-    """
-    kept = prefix.rstrip(" \t\r\n")
-    return kept, prefix[len(kept):]
-
-
 def visible(generated: str, removed: str) -> str | None:
-    """What the user sees of ``generated`` after the healed whitespace ``removed``.
+    """What the user sees of ``generated`` after the healed text ``removed`` (see ``heal_last``).
 
     ``None`` when the generation does not begin with ``removed`` (it diverged from what the user
     typed); ``""`` while it is still shorter than ``removed``.
@@ -113,33 +103,99 @@ def build_prompt(
     encode: Encode,
     budget: int,
     fim: FimTokens | None = None,
+    header: str = "",
+    file_header: str = "",
+    token_text: Callable[[int], str] | None = None,
 ) -> Prompt:
     """The prompt for a completion at the cursor between ``prefix`` and ``suffix``.
 
-    With ``fim`` tokens and a non-blank suffix the prompt is
-    ``<fim_prefix> prefix <fim_suffix> suffix <fim_middle>`` (prefix first, so that consecutive
-    requests share their leading tokens); otherwise it is the prefix alone.
+    With ``fim`` tokens and a non-blank suffix the prompt follows the template's order:
+    ``<prefix> prefix <suffix> suffix <middle>`` (prefix first, so that consecutive requests share
+    their leading tokens) or, for suffix-first families, ``<suffix> suffix <prefix> prefix``.
+    Otherwise it is the prefix alone.  ``header`` (the repository and file, see
+    ``FimTokens.headers``) comes first and ``file_header`` right after the opening FIM token (before
+    the prefix when there is none); both count in ``budget`` and are left out when together they
+    would take more than ``HEADER_SHARE`` of it.  With ``token_text`` (a token's text) the
+    prefix's last token is healed (see ``heal_last``).
     """
+    head, lead = _header_ids(header, file_header, encode, budget)
     use_fim = fim is not None and suffix.strip() != ""
     if not use_fim:
-        text, ids = fit_prefix(prefix, encode, budget)
-        return Prompt(ids=list(ids), prefix_text=text, suffix_text="", fim=False)
+        text, ids = fit_prefix(prefix, encode, max(1, budget - len(head) - len(lead)))
+        ids, healed, healed_text = heal_last(ids, text, token_text, keep_one=not (head or lead), encode=encode)
+        return Prompt(ids=[*head, *lead, *ids], prefix_text=text, suffix_text="", fim=False,
+                      header_tokens=len(head) + len(lead), healed=healed, healed_text=healed_text)
     assert fim is not None
-    inner = max(1, budget - 3)
+    middle = [] if fim.middle is None else [fim.middle]
+    inner = max(1, budget - 2 - len(middle) - len(head) - len(lead))
     suffix_budget = int(inner * SUFFIX_SHARE)
     suffix_text, suffix_ids = fit_suffix(suffix, encode, suffix_budget)
     prefix_text, prefix_ids = fit_prefix(prefix, encode, inner - len(suffix_ids))
-    ids = [fim.prefix, *prefix_ids, fim.suffix, *suffix_ids, fim.middle]
-    return Prompt(ids=ids, prefix_text=prefix_text, suffix_text=suffix_text, fim=True)
+    prefix_ids, healed, healed_text = heal_last(prefix_ids, prefix_text, token_text, keep_one=False, encode=encode)
+    if fim.suffix_first:
+        body = [fim.suffix, *suffix_ids, fim.prefix, *lead, *prefix_ids, *middle]
+    else:
+        body = [fim.prefix, *lead, *prefix_ids, fim.suffix, *suffix_ids, *middle]
+    return Prompt(ids=[*head, *body], prefix_text=prefix_text, suffix_text=suffix_text, fim=True,
+                  header_tokens=len(head) + len(lead), healed=healed, healed_text=healed_text)
 
 
-def fim_tokens_of(vocab: dict[str, int], names: Sequence[str] = (
-    "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")) -> FimTokens | None:
-    """The FIM token ids found in a vocabulary, or None when any is missing."""
-    ids = [vocab.get(name) for name in names]
-    if any(i is None for i in ids):
-        return None
-    return FimTokens(prefix=ids[0], suffix=ids[1], middle=ids[2])  # type: ignore[arg-type]
+def heal_last(ids: list[int], text: str, token_text: Callable[[int], str] | None,
+              keep_one: bool, encode: Encode | None = None) -> tuple[list[int], int | None, str]:
+    """(prompt ids, the healed token, its text) for token healing: the prompt without the text the
+    model must write again, and a token whose text that is (the first generated token must begin
+    with it).  No change when ``token_text`` is None or (``keep_one``) one token would remain.
+
+    A prompt that ends where the user stopped typing ends on a token boundary the model rarely
+    saw there.  Two cases:
+
+    - the end would be tokenized otherwise were a word typed next (``encode`` given): four
+      spaces of indentation are one token at the end of a text but three + ``" if"`` before a
+      word.  The prompt then ends where a following word puts the boundary (``"   "``) and the
+      rest (``" "``) is healed, when it is one token;
+    - else the last token is taken back: ``"    ret"`` ends in ``" ret"`` while the model learnt
+      ``" return"``; with ``" ret"`` healed the model writes ``" return"`` itself.
+    """
+    if token_text is None or not ids or (keep_one and len(ids) == 1):
+        return ids, None, ""
+    if encode is not None:
+        kept, rest = boundary_before_a_word(text, encode, token_text)
+        if rest and (kept or not keep_one):
+            single = encode(rest)
+            if len(single) == 1 and token_text(single[0]) == rest:
+                return kept, single[0], rest
+    last = ids[-1]
+    piece = token_text(last)
+    if not piece or not text.endswith(piece):
+        return ids, None, ""
+    return ids[:-1], last, piece
+
+
+#: typed after the prefix to see where a following word puts the last token boundary
+PROBE = "x"
+
+
+def boundary_before_a_word(text: str, encode: Encode, token_text: Callable[[int], str]) -> tuple[list[int], str]:
+    """(the tokens of ``text`` + a word that lie wholly inside ``text``, the text after them)."""
+    kept: list[int] = []
+    at = 0
+    for token in encode(text + PROBE):
+        piece = token_text(token)
+        if not piece or not text.startswith(piece, at):
+            break
+        kept.append(token)
+        at += len(piece)
+    return kept, text[at:]
+
+
+def _header_ids(header: str, file_header: str, encode: Encode, budget: int) -> tuple[list[int], list[int]]:
+    """The ids of the two header texts, or none when together they exceed their share of ``budget``."""
+    head = encode(header) if header else []
+    lead = encode(file_header) if file_header else []
+    # a cut header (half a path) would mislead the model more than none
+    if len(head) + len(lead) > budget * HEADER_SHARE:
+        return [], []
+    return head, lead
 
 
 def _line_starts(text: str) -> list[int]:

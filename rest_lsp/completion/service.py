@@ -17,10 +17,11 @@ from typing import Any, Callable, Sequence
 
 from rest_lsp.completion.figures import Figures, Outcome
 from rest_lsp.completion.health import Progress, check_tokenizer_fits, is_out_of_memory, open_verified, release_memory
-from rest_lsp.completion.prompt import FimTokens, Prompt, build_prompt, fim_tokens_of, heal, split_at, visible
+from rest_lsp.completion.fim import FimTokens, choose
+from rest_lsp.completion.prompt import Prompt, build_prompt, split_at, visible
 from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
 from rest_lsp.config import Config
-from rest_lsp.errors import Cancelled, DecodingError, ModelError
+from rest_lsp.errors import Cancelled, ConfigError, DecodingError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ class CompletionService:
         self.engine = None  # rest_lsp.engine.engine.Engine
         self.store = None  # indexer.datastore.Datastore
         self.drafting = None  # rest_lsp.completion.drafting.WorkspaceDrafting
+        #: the model's prompt template (server.fim_template): its stop tokens and repository header
+        self.template: FimTokens | None = None
+        self.extensions = None  # rest_lsp.completion.healing.TokenExtensions (token healing)
+        #: the template when fill-in-the-middle prompts are on (server.fim), else None
         self.fim: FimTokens | None = None
         self.figures = Figures()
         self.state = "starting"
@@ -63,7 +68,7 @@ class CompletionService:
                 if self.loaded is None or reload:
                     self.state = "loading model"
                     progress(0, 0, "loading model")
-                    self._load_model()
+                    self._load_model(progress)
                 self.state = "indexing"
                 self._open_index(progress)
             except BaseException:
@@ -88,21 +93,45 @@ class CompletionService:
         """
         return self.drafting.build_dense(progress)
 
-    def _load_model(self) -> None:
+    def _load_model(self, progress: Progress | None = None) -> None:
         """Load the configured model and build the engine around it."""
+        from rest_lsp.completion.healing import TokenExtensions
         from rest_lsp.engine.engine import Engine
         from rest_lsp.engine.model import load_model
 
-        loaded = load_model(self.config.model)
+        loaded = load_model(self.config.model, progress=progress, log=self._log)
+        self._log(f"rest-lsp: model {loaded.resolved.name} ({loaded.resolved.why})")
         check_tokenizer_fits(loaded)
         engine = Engine.from_loaded(loaded, self.config.decoding)
         engine.warm_up()  # c(k) measured (or read from its cache) now, not in the first request
-        mode = self.config.server.fim
-        vocab = loaded.tokenizer.get_vocab()
-        self.fim = fim_tokens_of(vocab) if mode in ("auto", "on") else None
-        self.loaded, self.engine = loaded, engine  # swapped only once the new model works
-        if mode == "on" and self.fim is None:
-            self._log("rest-lsp: server.fim is on but the model has no FIM tokens; using prefix prompts")
+        self._use_template(loaded, engine)
+        extensions = TokenExtensions.of_tokenizer(loaded.tokenizer)
+        # swapped only once the new model works
+        self.loaded, self.engine, self.extensions = loaded, engine, extensions
+
+    def _use_template(self, loaded: Any, engine: Any) -> None:
+        """Pick the model's prompt template (server.fim_template, server.fim) and end generations
+        at its stop tokens as well as at the model's end-of-sequence ids."""
+        server = self.config.server
+        try:
+            template = choose(loaded.tokenizer.get_vocab(), server.fim_template)
+        except ConfigError as exc:  # a named template the model lacks: completions go on without it
+            self._log(f"rest-lsp: {exc}; using prefix prompts")
+            template = None
+        # the same set for greedy and REST decoding: both end where the engine's end ids say
+        engine.eos_ids = frozenset(loaded.eos_token_ids) | (template.stop_ids if template else frozenset())
+        self.template = template
+        self.fim = template if server.fim in ("auto", "on") else None
+        if template is None:
+            if server.fim == "on":
+                self._log("rest-lsp: server.fim is on but the model has no FIM tokens; using prefix prompts")
+            else:
+                self._log("rest-lsp: no FIM template fits the model; using prefix prompts")
+            return
+        how = "detected" if server.fim_template == "auto" else "server.fim_template"
+        header = "repository header" if template.header and server.repo_header == "auto" else "no repository header"
+        self._log(f"rest-lsp: prompt template {template.name} ({how}); fill-in-the-middle "
+                  f"{'on' if self.fim else 'off'}; {header}; {len(engine.eos_ids)} stop tokens")
 
     def _open_index(self, progress: Progress) -> None:
         """Open (building what is missing) the datastore of the first workspace folder."""
@@ -143,7 +172,9 @@ class CompletionService:
             f"{name} {stats[name]['tokens']:,} tokens" for name in ("live", "workspace", "corpus")
             if isinstance(stats.get(name), dict)
         )
-        return f"rest-lsp ready: model {self.loaded.source} on {self.loaded.device}; index: {tiers or 'none'}"
+        resolved = self.loaded.resolved
+        name = resolved.name if resolved is not None else self.loaded.source
+        return f"rest-lsp ready: model {name} on {self.loaded.device}; index: {tiers or 'none'}"
 
     def apply_config(self, config: Config) -> bool:
         """Take a new configuration; decoding settings apply at once, index settings at the next
@@ -152,6 +183,9 @@ class CompletionService:
         self.config = config
         if self.engine is not None:
             self.engine.decoding = config.decoding  # the engine resets its budget policy
+            s, o = config.server, old.server
+            if (s.fim, s.fim_template) != (o.fim, o.fim_template) and self.loaded is not None:
+                self._use_template(self.loaded, self.engine)
         reload = config.model != old.model or self.state == "failed"
         if reload:
             self._log("rest-lsp: model settings changed; reloading the model")
@@ -227,20 +261,32 @@ class CompletionService:
             self._open_index(lambda *a: None)
 
     # ----- completion ---------------------------------------------------------------------
-    def prompt_for(self, text: str, offset: int) -> tuple[Prompt, Cursor, str]:
-        """The prompt, the cursor, and the whitespace healed off the prompt's end (see ``heal``)."""
+    def prompt_for(self, text: str, offset: int, uri: str = "") -> tuple[Prompt, Cursor, str]:
+        """The prompt, the cursor, and the text of the prefix's last token, taken back from the
+        prompt for the model to write again (token healing, see ``prompt.heal_last``).
+
+        ``uri`` names the document: its workspace folder and path make the repository header."""
         prefix, suffix = split_at(text, offset)
-        kept, removed = heal(prefix)
         tok = self.loaded.tokenizer
 
         def encode(s: str) -> list[int]:
             return tok.encode(s, add_special_tokens=False) if s else []
 
-        prompt = build_prompt(kept, suffix, encode, self.config.server.max_prompt_tokens, self.fim)
+        header, file_header = "", ""
+        if self.template is not None and self.config.server.repo_header == "auto":
+            repo, path = repo_and_path(uri, self.folders)
+            if repo and path:
+                header, file_header = self.template.headers(repo, path)
+        prompt = build_prompt(prefix, suffix, encode, self.config.server.max_prompt_tokens, self.fim,
+                              header=header, file_header=file_header, token_text=self._token_text)
         if not prompt.ids:  # an empty document: start from the end-of-text token
             eos = sorted(self.loaded.eos_token_ids)
             prompt = Prompt(ids=eos[:1], prefix_text="", suffix_text="", fim=False)
-        return prompt, cursor_of(prefix, suffix), removed
+        return prompt, cursor_of(prefix, suffix, self.config.decoding.stop), prompt.healed_text
+
+    def _token_text(self, token: int) -> str:
+        """One token's text (as it appears in the document)."""
+        return self.loaded.tokenizer.decode([token])
 
     def complete(
         self,
@@ -257,7 +303,7 @@ class CompletionService:
         started = time.perf_counter()
         self.figures.requests += 1
         self.last_request_at = time.monotonic()
-        prompt, cursor, removed = self.prompt_for(text, offset)
+        prompt, cursor, removed = self.prompt_for(text, offset, uri)
         tok = self.loaded.tokenizer
 
         def shown(ids: Sequence[int]) -> str | None:
@@ -274,6 +320,7 @@ class CompletionService:
                 mode=self.config.decoding.mode,
                 stop=stop,
                 should_stop=should_stop,
+                first_allowed=None if prompt.healed is None else self.extensions.extending(prompt.healed),
             )
         except Exception as exc:
             self.figures.failed += 1
@@ -290,7 +337,7 @@ class CompletionService:
             self.figures.cancelled += 1
             raise Cancelled("completion superseded", request_id=request_id)
         text_out = shown(generation.tokens)
-        full = finish(text_out, cursor) if text_out else ""
+        full = finish(text_out, cursor, truncated=stats.stop_reason == "length") if text_out else ""
         items = candidates_of(full, invoked, self.config.server.max_items)
         latency = time.perf_counter() - started
         self._record(stats, latency)
@@ -298,7 +345,9 @@ class CompletionService:
             self.drafting.completed(request_id, generation.tokens)
         outcome = Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
         self.last = {"request_id": request_id, "latency_ms": round(latency * 1000, 2),
-                     "prompt_tokens": len(prompt.ids), "fim": prompt.fim, "healed": removed, **outcome.stats}
+                     "prompt_tokens": len(prompt.ids), "fim": prompt.fim,
+                     "template": self.template.name if self.template else None,
+                     "header_tokens": prompt.header_tokens, "healed": removed, **outcome.stats}
         return outcome
 
     def _record(self, stats: Any, latency: float) -> None:
@@ -373,6 +422,18 @@ def path_of_uri(uri: str) -> str | None:
     if parsed.scheme != "file":
         return None
     return os.path.abspath(unquote(parsed.path))
+
+
+def repo_and_path(uri: str, folders: Sequence[str]) -> tuple[str, str]:
+    """(workspace folder name, path relative to it with "/") of a ``file:`` URI; ("", "") for a
+    document outside every folder, or not a file."""
+    path = path_of_uri(uri) if uri else None
+    if path is None:
+        return "", ""
+    for folder in folders:
+        if path.startswith(folder.rstrip(os.sep) + os.sep):
+            return os.path.basename(folder.rstrip(os.sep)), os.path.relpath(path, folder).replace(os.sep, "/")
+    return "", ""
 
 
 def candidates_of(full: str, invoked: bool, max_items: int) -> list[str]:

@@ -6,15 +6,18 @@ part of a generated text to show and whether generation can stop.  The rules:
 - single-line mode when the cursor is mid-line (non-blank text after it on the line);
 - stop at the start of the text after the cursor (the rest of the line, or the next non-blank
   line when a generated line repeats it);
-- stop at the end of the block by indentation (a later line indented less than the block);
+- stop at the end of the block by indentation (a later line indented less than the block: the
+  cursor's line, or the completion's first line where it does not write on the cursor's line);
 - stop at an unbalanced closing bracket (one that closes a bracket opened before the cursor which
   the text after the cursor already closes, or that was never opened);
-- no repeated lines (a line equal to the line before it ends the completion).
+- no repeated lines (a line equal to the line before it ends the completion);
+- stop before the first of the user's stop strings (``decoding.stop``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {")": "(", "]": "[", "}": "{"}
@@ -32,6 +35,7 @@ class Cursor:
     block_indent: int  # lines of the completion indented less than this end it
     open_brackets: str  # brackets open at the cursor, innermost last
     closed_after: int  # how many of them the text after the cursor closes
+    stop_strings: tuple[str, ...] = ()  # the completion ends before the first of these
 
     @property
     def single_line(self) -> bool:
@@ -39,8 +43,10 @@ class Cursor:
         return self.line_suffix.strip() != ""
 
 
-def cursor_of(prefix: str, suffix: str) -> Cursor:
-    """Describe the cursor between ``prefix`` and ``suffix`` (the document split at it)."""
+def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = ()) -> Cursor:
+    """Describe the cursor between ``prefix`` and ``suffix`` (the document split at it).
+
+    ``stop_strings``: texts the completion must end before (``decoding.stop``)."""
     line_prefix = prefix[prefix.rfind("\n") + 1:]
     newline = suffix.find("\n")
     line_suffix = suffix if newline == -1 else suffix[:newline]
@@ -55,6 +61,7 @@ def cursor_of(prefix: str, suffix: str) -> Cursor:
         block_indent=_block_indent(line_prefix),
         open_brackets=open_brackets,
         closed_after=closed_after,
+        stop_strings=tuple(s for s in stop_strings if s),
     )
 
 
@@ -64,7 +71,7 @@ def cut(text: str, cursor: Cursor, final: bool = False) -> tuple[str, bool]:
     While generating (``final`` False) the last line may still grow, so the line rules judge only
     complete lines; ``final`` judges every line and trims trailing blanks.
     """
-    stop = False
+    text, stop = cut_at_strings(text, cursor.stop_strings)
     if cursor.single_line:
         newline = text.find("\n")
         if newline != -1:
@@ -76,14 +83,17 @@ def cut(text: str, cursor: Cursor, final: bool = False) -> tuple[str, bool]:
     text, bracket_stop = _cut_at_unbalanced(text, cursor)
     stop = stop or bracket_stop
     lines = text.split("\n")
-    opens_block = (cursor.line_prefix + lines[0]).rstrip().endswith(":")
+    # the user's own line opens a block ("def f():|"): the completion is that block's body;
+    # a header the model writes on a blank line is one statement of the block it writes
+    opens_block = bool(cursor.line_prefix.strip()) and (cursor.line_prefix + lines[0]).rstrip().endswith(":")
     complete = len(lines) if (final or stop) else len(lines) - 1
+    block_indent = _completion_indent(lines, cursor)
     for i in range(1, complete):
         line = lines[i]
         if not line.strip():
             continue
         indent = _indent_of(line)
-        if indent < cursor.block_indent or (opens_block and indent <= cursor.block_indent):
+        if indent < block_indent or (opens_block and indent <= cursor.block_indent):
             return _trim("\n".join(lines[:i])), True
         if cursor.next_line.strip() and line.strip() == cursor.next_line.strip():
             return _trim("\n".join(lines[:i])), True
@@ -93,9 +103,24 @@ def cut(text: str, cursor: Cursor, final: bool = False) -> tuple[str, bool]:
     return (_trim(text) if (stop or final) else text), stop
 
 
-def finish(text: str, cursor: Cursor) -> str:
-    """The completion to show once generation has ended: every rule applied, blanks trimmed."""
-    return cut(text, cursor, final=True)[0]
+def cut_at_strings(text: str, strings: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to the earliest occurrence of any of ``strings``, and whether one occurred."""
+    found = [at for at in (text.find(s) for s in strings if s) if at != -1]
+    if not found:
+        return text, False
+    return text[: min(found)], True
+
+
+def finish(text: str, cursor: Cursor, truncated: bool = False) -> str:
+    """The completion to show once generation has ended: every rule applied, blanks trimmed.
+
+    ``truncated``: generation stopped at ``decoding.max_new_tokens``, so the last line may be cut
+    mid-expression; a multi-line completion then ends with its last complete line.
+    """
+    shown = cut(text, cursor, final=True)[0]
+    if truncated and "\n" in shown.strip("\n"):
+        shown = _trim(shown[: shown.rstrip("\n").rfind("\n")])
+    return shown
 
 
 def _trim(text: str) -> str:
@@ -114,6 +139,25 @@ def _indent_of(line: str) -> int:
         else:
             break
     return width
+
+
+def _completion_indent(lines: list[str], cursor: Cursor) -> int:
+    """The indentation below which a line ends the completion.
+
+    Where the completion writes on the cursor's own non-blank line, the cursor's line sets the
+    block.  Otherwise the completion's own first line does: on a blank cursor line (editors leave
+    the cursor at column 0 on an empty line, so its column says little) a body written under a
+    docstring ends where the model starts a line at the function's level or above; at the end of
+    a line, a completion that starts on the next line may dedent (the next method after a
+    ``return``) and ends where it dedents further.
+    """
+    if cursor.line_prefix.strip() and lines[0].strip():
+        return cursor.block_indent
+    first = next((line for line in lines[1:] if line.strip()), None)
+    if cursor.line_prefix.strip():
+        return cursor.block_indent if first is None else _indent_of(first)
+    first = (cursor.line_prefix + lines[0]) if lines[0].strip() else first
+    return cursor.block_indent if first is None else max(cursor.block_indent, _indent_of(first))
 
 
 def _block_indent(line_prefix: str) -> int:

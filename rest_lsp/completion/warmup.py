@@ -152,7 +152,9 @@ def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
 
     def prompt_at(path: str, offset: int) -> list[int] | None:
         text = read_text(root, path)  # read again: the file may have changed since
-        return service.prompt_for(text, offset)[0].ids if text is not None and offset <= len(text) else None
+        if text is None or offset > len(text):
+            return None
+        return service.prompt_for(text, offset, (Path(d.folder).absolute() / path).as_uri())[0].ids  # as a request there
 
     def decode(ids: list[int]) -> list[int] | None:
         seen = service.figures.requests

@@ -143,6 +143,7 @@ class Engine:
         temperature: float | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        first_allowed: Sequence[int] | None = None,
     ) -> Generation:
         """Generate a continuation of ``prompt_ids``.
 
@@ -151,6 +152,7 @@ class Engine:
         budget.  ``stop(tokens)`` is asked after each token; ``should_stop()`` before each step
         (the generation then ends early with ``stats.stop_reason == "cancelled"``).
         Temperature 0 (the default config) is greedy; > 0 samples exactly from the model.
+        ``first_allowed``: the tokens the first generated one must be among (token healing).
         """
         if mode not in MODES:
             raise DecodingError(f"mode={mode!r} must be one of {MODES}", mode=mode)
@@ -194,6 +196,7 @@ class Engine:
                     weigh=self.source_weights if d.source_weights == "learned" else candidate_weights,
                     depth_decay=d.depth_decay,
                     vocab_size=self.vocab_size,
+                    first_allowed=None if first_allowed is None else np.unique(np.asarray(first_allowed, dtype=np.int64)),
                 )
                 self._cached_ids = context[: kv_cache.cache_length(self._cache)]
             except BaseException:

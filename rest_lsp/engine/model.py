@@ -1,8 +1,9 @@
 """Loading the causal language model that decodes, and the tokenizer identity check.
 
-Any Hugging Face causal LM by local path or hub name; an empty name is the embedded default model
-shipped in ``rest_lsp/embedded``.  Weights load from safetensors only and remote code runs only
-when the config says so.  CUDA (bf16) when available, else CPU (fp32).
+``model.name`` is resolved to a local folder by ``rest_lsp.models.resolve`` (packaged models, GGUF
+files and Ollama models are converted once into the user cache; an empty name is the packaged
+Qwen2.5-Coder-0.5B when installed, else the embedded model).  Weights load from safetensors only
+and remote code runs only when the config says so.  CUDA (bf16) when available, else CPU (fp32).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rest_lsp.config import ModelConfig
 from rest_lsp.errors import ModelError, TokenizerMismatchError
@@ -36,6 +37,8 @@ class LoadedModel:
     #: "packed" or "transformers" (see ``choose_forward``), and why
     forward: str = "transformers"
     forward_reason: str = ""
+    #: what ``model.name`` resolved to, and why that model is in use
+    resolved: Any = None  # rest_lsp.models.resolve.ResolvedModel
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
@@ -63,17 +66,20 @@ def resolve_dtype(name: str, device: Any) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def model_source(cfg: ModelConfig) -> str:
-    """The path or hub name to load (the embedded directory for an empty name)."""
-    return cfg.name or str(EMBEDDED_DIR)
+def load_model(cfg: ModelConfig, attn_implementation: str | None = None,
+               progress: Callable[[int, int, str], None] | None = None,
+               log: Callable[[str], None] | None = None) -> LoadedModel:
+    """Load the model and tokenizer named by ``cfg``; ``ModelError`` when that is impossible.
 
-
-def load_model(cfg: ModelConfig, attn_implementation: str | None = None) -> LoadedModel:
-    """Load the model and tokenizer named by ``cfg``; ``ModelError`` when that is impossible."""
+    ``progress`` and ``log`` hear of the slow first-time work (assembling parts, converting GGUF).
+    """
     import torch
 
-    source = model_source(cfg)
-    if not cfg.name and not any(EMBEDDED_DIR.glob("*.safetensors")):
+    from rest_lsp.models.resolve import resolve
+
+    resolved = resolve(cfg.name, progress, log)
+    source = resolved.folder
+    if resolved.kind == "embedded" and not any(EMBEDDED_DIR.glob("*.safetensors")):
         raise ModelError(
             f"the embedded model has no weights in {EMBEDDED_DIR} (not trained/exported yet?); "
             "set model.name to a local path or hub name",
@@ -108,6 +114,7 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None) -> Load
         runner=runner,
         forward=forward,
         forward_reason=reason,
+        resolved=resolved,
     )
 
 
@@ -221,7 +228,12 @@ def check_tokenizer(model_tokenizer_id: str, index_tokenizer_id: str, index_dir:
 def describe(loaded: LoadedModel) -> dict[str, Any]:
     """A JSON-ready description of a loaded model (for logs and benchmark records)."""
     config = loaded.model.config
+    resolved = loaded.resolved
     return {
+        "name": resolved.name if resolved else loaded.source,
+        "kind": resolved.kind if resolved else "",
+        "why": resolved.why if resolved else "",
+        "gguf": resolved.gguf if resolved else "",
         "source": loaded.source,
         "model_type": getattr(config, "model_type", "?"),
         "parameters": sum(p.numel() for p in loaded.model.parameters()),

@@ -32,6 +32,15 @@ def argmax_rows(logits: torch.Tensor) -> np.ndarray:
     return rows.argmax(axis=1)
 
 
+def argmax_among(logits: torch.Tensor, row: int, allowed: np.ndarray) -> int:
+    """The first maximal token of row ``row`` of ``logits`` [n, vocab] among ``allowed`` (sorted ids)."""
+    rows = _cpu_rows(logits)
+    if rows is None:
+        index = torch.as_tensor(allowed, dtype=torch.long, device=logits.device)
+        return int(allowed[int(logits[row].index_select(0, index).argmax())])
+    return int(allowed[int(rows[row, allowed].argmax())])
+
+
 def top_k_rows(logits: torch.Tensor, rows: Sequence[int], k: int,
                first: np.ndarray | None = None) -> np.ndarray:
     """[len(rows), k] int64: the ``k`` largest tokens of the given rows, best first.

@@ -48,3 +48,14 @@ def top_p_filter(probs: np.ndarray, top_p: float) -> np.ndarray:
     np.put_along_axis(keep, order, keep_sorted, axis=-1)
     out = np.where(keep, probs, 0.0)
     return out / out.sum(axis=-1, keepdims=True)
+
+
+def restricted(probs: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """[vocab] ``probs`` renormalised over the ``allowed`` tokens only (all of them if none has mass)."""
+    out = np.zeros_like(probs)
+    out[allowed] = probs[allowed]
+    total = out.sum()
+    if total <= 0:
+        out[allowed] = 1.0
+        total = out.sum()
+    return out / total

@@ -21,8 +21,8 @@ from rest_lsp.engine.draft_tree import build_draft_tree
 from rest_lsp.engine.drafter import Candidate, Drafter
 from rest_lsp.engine.source_weights import candidate_weights, source_credit
 from rest_lsp.engine.forward import verify_tree
-from rest_lsp.engine.readout import argmax_rows, top_k_rows
-from rest_lsp.engine.sampling import SamplingParams, probabilities
+from rest_lsp.engine.readout import argmax_among, argmax_rows, top_k_rows
+from rest_lsp.engine.sampling import SamplingParams, probabilities, restricted
 from rest_lsp.engine.stats import GenerationStats
 from rest_lsp.engine.tree_inputs import tree_inputs
 from rest_lsp.errors import DecodingError
@@ -52,12 +52,15 @@ def speculative_decode(
     window: int | None = None,
     depth_decay: float = 1.0,
     vocab_size: int | None = None,
+    first_allowed: np.ndarray | None = None,
 ) -> list[int]:
     """Generate up to ``max_new_tokens`` after ``context`` (extended in place); returns them.
 
     End-of-sequence tokens end the generation and are not returned; ``stop`` is asked after
     every token and ``should_stop`` before every step (cancellation within one step).
     ``vocab_size``: draft tokens outside the model's vocabulary are cut from the tree.
+    ``first_allowed``: the only tokens the first generated token may be (token healing: the
+    prompt's last token was taken back, and the first token must begin with its text).
     """
     if sampling is not None and rng is None:
         rng = np.random.default_rng()
@@ -98,8 +101,12 @@ def speculative_decode(
             logits = verify_tree(model, cache, inputs)  # [n, vocab]
         if sampling is None:
             predicted = argmax_rows(logits)  # [n]
+            if first_allowed is not None and not out:
+                predicted[0] = argmax_among(logits, 0, first_allowed)
         else:
             probs = probabilities(logits, sampling)  # [n, vocab]
+            if first_allowed is not None and not out:
+                probs[0] = restricted(probs[0], first_allowed)
         t3 = time.perf_counter()
         acc: Acceptance = (
             greedy_accept(inputs, predicted) if sampling is None else sample_accept(inputs, probs, rng)

@@ -40,6 +40,7 @@ return {
       max_new_tokens = 64,
       draft_budget = 0, -- draft-tree nodes per step; 0 is adaptive
       max_draft_budget = 64,
+      stop = {}, -- extra stop strings: a completion ends before the first of them
     },
     server = {
       debounce_ms = 75,
@@ -47,6 +48,9 @@ return {
       max_items = 3, -- items of an explicit request, to cycle through
       classic_completion = false, -- also offer textDocument/completion to inline-capable clients
       max_prompt_tokens = 1024,
+      fim = 'auto', -- fill-in-the-middle prompts: auto, on, off
+      fim_template = 'auto', -- prompt format and stop tokens: auto (detected), qwen, starcoder, deepseek, codellama, codestral
+      repo_header = 'auto', -- prompts start with the folder name and file path where the template has a header: auto, off
     },
   },
 }

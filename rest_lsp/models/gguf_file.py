@@ -1,0 +1,131 @@
+"""A GGUF file turned into a Hugging Face model folder once, then loaded from the user cache.
+
+The engine verifies draft trees with its own forward over the weights, so a quantized GGUF file
+is dequantized (by transformers' GGUF reader) to float32 safetensors.  The folder is keyed by the
+file's sha256: the second start loads it in seconds, and another file never reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rest_lsp.errors import ModelError
+
+#: (done, total, message)
+Progress = Callable[[int, int, str], None]
+#: written last into a converted folder: a folder without it is an interrupted conversion
+COMPLETE = "rest-lsp-converted.json"
+#: the first bytes of every GGUF file
+MAGIC = b"GGUF"
+
+
+def is_gguf(path: Path) -> bool:
+    """Whether ``path`` is a file that starts with the GGUF magic bytes."""
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == MAGIC
+    except OSError:
+        return False
+
+
+def converted_dir(cache: Path, sha256: str) -> Path:
+    """The folder the GGUF file with this sha256 converts to."""
+    return cache / f"gguf-{sha256[:32]}"
+
+
+def is_converted(folder: Path) -> bool:
+    """Whether a conversion into ``folder`` finished."""
+    return (folder / COMPLETE).is_file()
+
+
+def file_sha256(path: Path, cache: Path, progress: Progress | None = None) -> str:
+    """The sha256 of a GGUF file, remembered by path, size and mtime so that it is read once."""
+    from rest_lsp.models.parts import sha256_of
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    memo_path = cache / "hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key in memo:
+        return memo[key]
+    digest = sha256_of(path, progress, f"hashing {path.name}")
+    memo[key] = digest
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = memo_path.with_name(f"hashes.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(memo, indent=1))
+    os.replace(tmp, memo_path)
+    return digest
+
+
+def convert(path: Path, cache: Path, sha256: str, progress: Progress | None = None,
+            log: Callable[[str], None] | None = None) -> Path:
+    """The model folder of the GGUF file ``path`` (whose sha256 is given), converting it once.
+
+    Conversion writes into a temporary folder and renames it, so an interrupted one leaves no
+    half folder behind; ``ModelError`` when transformers cannot read the file.
+    """
+    folder = converted_dir(cache, sha256)
+    if is_converted(folder):
+        return folder
+    if not is_gguf(path):
+        raise ModelError(f"{path} is not a GGUF file (no GGUF magic bytes)", path=str(path))
+    say = log or (lambda message: None)
+    say(f"rest-lsp: converting {path.name} to float32 weights in {folder} (once; about a minute "
+        "for a 0.5B model on 2 cores)")
+    if progress is not None:
+        progress(0, 0, f"converting {path.name} (once)")
+    started = time.perf_counter()
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f"{folder.name}.{os.getpid()}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        model, tokenizer = _read_gguf(path)
+        _save(model, tokenizer, partial)
+        record = {"gguf": str(path), "sha256": sha256, "seconds": round(time.perf_counter() - started, 1),
+                  "parameters": sum(p.numel() for p in model.parameters())}
+        (partial / COMPLETE).write_text(json.dumps(record, indent=2) + "\n")
+        if not is_converted(folder):  # another process may have finished the same file meanwhile: keep its
+            if folder.exists():  # an interrupted conversion's leftovers
+                shutil.rmtree(folder, ignore_errors=True)
+            os.replace(partial, folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    say(f"rest-lsp: converted {path.name} in {time.perf_counter() - started:.0f} s")
+    return folder
+
+
+def _read_gguf(path: Path) -> tuple[Any, Any]:
+    """(model in float32, tokenizer) read from a GGUF file by transformers."""
+    import torch
+
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    except ImportError as exc:  # gguf or accelerate missing
+        raise ModelError(f"cannot read GGUF files: {exc}; install them with: pip install gguf accelerate",
+                         path=str(path)) from exc
+    except Exception as exc:  # transformers raises ValueError, KeyError, RuntimeError, ...
+        raise ModelError(f"cannot read GGUF file {path}: {exc}", path=str(path)) from exc
+    return model, tokenizer
+
+
+def _save(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Save a dequantized model as an ordinary safetensors model folder."""
+    # transformers marks a model read from GGUF as quantized and refuses to save it; its
+    # weights are plain float32 tensors now, so the marks go
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
