@@ -75,7 +75,9 @@ DEFAULT_IGNORE_GLOBS: tuple[str, ...] = (
 class ModelConfig:
     """Which model decodes, where and in what precision."""
 
-    #: local path or hub name; empty means the embedded default model
+    #: a packaged model (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b), a .gguf file, ollama:NAME[:TAG],
+    #: a model folder, a hub name or "embedded"; empty means the default: the packaged 0.5B when
+    #: installed, else the embedded model (rest_lsp/models/resolve.py, docs/models.md)
     name: str = ""
     #: "auto" (cuda when available, else cpu), "cpu", "cuda", "cuda:N"
     device: str = "auto"

@@ -26,7 +26,7 @@ return {
   -- server settings, nested like the server's configuration (rest-lsp config sections)
   settings = {
     model = {
-      name = '', -- local path or hub name; empty means the embedded model
+      name = '', -- qwen2.5-coder-0.5b|1.5b, a .gguf file, ollama:NAME, a folder, a hub name, 'embedded'; empty: the default (Qwen2.5-Coder-0.5B when installed)
       device = 'auto', -- auto, cpu, cuda, cuda:N
       dtype = 'auto', -- auto, float32, bfloat16, float16
       threads = 0, -- torch CPU threads; 0 means all cores
