@@ -159,7 +159,7 @@ def heal_last(ids: list[int], text: str, token_text: Callable[[int], str] | None
     if token_text is None or not ids or (keep_one and len(ids) == 1):
         return ids, None, ""
     if encode is not None:
-        kept, rest = boundary_before_a_word(text, encode, token_text)
+        kept, rest = boundary_before_a_word(text, encode, token_text, ids)
         if rest and (kept or not keep_one):
             single = encode(rest)
             if len(single) == 1 and token_text(single[0]) == rest:
@@ -175,11 +175,30 @@ def heal_last(ids: list[int], text: str, token_text: Callable[[int], str] | None
 PROBE = "x"
 
 
-def boundary_before_a_word(text: str, encode: Encode, token_text: Callable[[int], str]) -> tuple[list[int], str]:
-    """(the tokens of ``text`` + a word that lie wholly inside ``text``, the text after them)."""
-    kept: list[int] = []
-    at = 0
-    for token in encode(text + PROBE):
+#: appending a word re-tokenizes at most this many of a text's last tokens; an ``ids`` that shares
+#: less with the probe's tokens is not the text's own encoding (a cut huge line): no probe healing
+RETOKENIZED = 4
+
+
+def boundary_before_a_word(text: str, encode: Encode, token_text: Callable[[int], str],
+                           ids: list[int] | None = None) -> tuple[list[int], str]:
+    """(the tokens of ``text`` + a word that lie wholly inside ``text``, the text after them).
+
+    ``ids``: ``text``'s own tokens (encoded when None).  Only the tokens after their common
+    prefix with the probe's are looked at one by one: a prompt is a thousand tokens, and this
+    runs on every request.
+    """
+    from rest_lsp.engine.engine import common_prefix_len
+
+    ids = encode(text) if ids is None else ids
+    probe = encode(text + PROBE)
+    same = common_prefix_len(ids, probe)
+    tail = "".join(token_text(t) for t in ids[same:])
+    if len(ids) - same > RETOKENIZED or not text.endswith(tail):
+        return list(ids), ""
+    kept = list(probe[:same])
+    at = len(text) - len(tail)
+    for token in probe[same:]:
         piece = token_text(token)
         if not piece or not text.startswith(piece, at):
             break
