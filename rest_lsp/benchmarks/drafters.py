@@ -44,6 +44,8 @@ def with_history(method: Any, history: Any) -> Any:
 
 #: the methods that draft from a history (its outputs grow it after each prompt)
 HISTORY_METHODS = ("rest-history", "rest-merged", "daemon", "daemon+dense")
+#: the methods that draft from a dense index (``method_drafter`` gives them one)
+DENSE_METHODS = ("rest-dense", "rest-merged", "daemon+dense")
 
 
 def method_drafter(name: str, retrieval: Any, stores: Sequence[Any], dense_index: Any, vocab: int,

@@ -274,7 +274,7 @@ def _warmup(work: Any, loaded: Any, config: Any, out: Path, args: Any) -> list[l
 def main(args: Any) -> int:
     """The ``rest-lsp bench replay`` command."""
     from rest_lsp.benchmarks import humaneval
-    from rest_lsp.benchmarks.drafters import repository_workload, stdlib_documents
+    from rest_lsp.benchmarks.drafters import DENSE_METHODS, repository_workload, stdlib_documents
     from rest_lsp.drafters import open_corpus_datastore
     from rest_lsp.engine.engine import Engine
 
@@ -290,7 +290,7 @@ def main(args: Any) -> int:
     record: dict[str, Any] = {"command": "rest-lsp " + " ".join(sys.argv[1:]),
                               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                               "model": str(loaded.source), **grid, "workloads": {}}
-    needs_dense = any("dense" in m or m == "rest-merged" for m in grid["methods"])
+    needs_dense = any(m in DENSE_METHODS for m in grid["methods"])
     if args.limit != 0:
         traces, index = _workload_traces("humaneval", engine, lambda: humaneval.humaneval_prompts(tok, args.limit),
                                          lambda: stdlib_documents(tok, args.dense_tokens), loaded, out, args.reuse,
