@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from rest_lsp.benchmarks.quantiles import nearest_rank
 from rest_lsp.benchmarks.record import run_header
 
 #: decoding modes measured, in report order (the first is the reference of token identity)
@@ -88,7 +89,7 @@ def summarize(samples: Sequence[Sample], modes: Sequence[str]) -> list[dict[str,
             "tokens_per_s": tokens / seconds if seconds else 0.0,
             "tokens_per_step": tokens / steps if steps else 0.0,
             "latency_p50_s": statistics.median(s.latency_s for s in runs) if runs else 0.0,
-            "latency_p90_s": _quantile([s.latency_s for s in runs], 0.9),
+            "latency_p90_s": nearest_rank([s.latency_s for s in runs], 0.9),
         })
     return rows
 
@@ -103,14 +104,6 @@ def table(rows: Sequence[dict[str, Any]], reference: str) -> str:
                      f"{r[key]}/{r['problems']} | {r['tokens_per_s']:.1f} | {r['tokens_per_step']:.2f} | "
                      f"{r['latency_p50_s']:.2f} s | {r['latency_p90_s']:.2f} s |")
     return "\n".join(lines)
-
-
-def _quantile(values: Sequence[float], q: float) -> float:
-    """The q-quantile of ``values`` (nearest rank; 0 for none)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def latency_plot(samples: Sequence[Sample], modes: Sequence[str], out: Path, title: str) -> Path:

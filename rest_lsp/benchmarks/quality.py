@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from rest_lsp.benchmarks.quantiles import nearest_rank
 from rest_lsp.benchmarks.record import run_header
 
 #: lines shorter than this (stripped) get no cursor position
@@ -271,14 +272,6 @@ def score(text: str, offset: int, kind: str, items: Sequence[str]) -> Score:
 
 
 # ----- summaries -------------------------------------------------------------------------------
-def _quantile(values: Sequence[float], q: float) -> float:
-    """The q-quantile of ``values`` (nearest rank; 0 for none)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _rates(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     n = len(records)
     return {"positions": n,
@@ -296,7 +289,7 @@ def summarize(records: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
            "starts_new_file": sum(r["starts_new_file"] for r in records),
            "repeats_prefix": sum(r["repeats_prefix"] for r in records),
            "errors": sum(bool(r.get("error")) for r in records),
-           "latency_p50_s": _quantile(latencies, 0.5), "latency_p90_s": _quantile(latencies, 0.9)}
+           "latency_p50_s": nearest_rank(latencies, 0.5), "latency_p90_s": nearest_rank(latencies, 0.9)}
     out["mid_line"] = _rates([r for r in records if r["kind"] == "mid"])
     out["line_end"] = _rates([r for r in records if r["kind"] != "mid"])
     return out
