@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rest_lsp.benchmarks import quality
+from rest_lsp.benchmarks import cursor_scores, quality
 
 SOURCE = '''"""A module."""
 
@@ -28,75 +28,75 @@ class Box:
 
 def test_expected_is_the_rest_of_the_line_or_the_next_non_blank_line():
     at = SOURCE.index("hello")  # mid-line
-    assert quality.expected_span(SOURCE, at) == ('hello " + name', SOURCE.index("\n", at), True)
+    assert cursor_scores.expected_span(SOURCE, at) == ('hello " + name', SOURCE.index("\n", at), True)
     end = SOURCE.index(" + name") + len(" + name")  # end of the line: the blank line is skipped
-    expected, stop, same_line = quality.expected_span(SOURCE, end)
+    expected, stop, same_line = cursor_scores.expected_span(SOURCE, end)
     assert expected == "    return message.upper()" and not same_line
     assert SOURCE[stop] == "\n" and SOURCE[:stop].endswith("upper()")
     bol = SOURCE.index("return")  # after the indentation
-    assert quality.expected_text(SOURCE, bol) == "return message.upper()"
-    assert quality.expected_span(SOURCE, len(SOURCE)) == ("", len(SOURCE), False)
-    assert quality.expected_text("x = 1\n   \n", 5) == ""  # only blanks follow
+    assert cursor_scores.expected_text(SOURCE, bol) == "return message.upper()"
+    assert cursor_scores.expected_span(SOURCE, len(SOURCE)) == ("", len(SOURCE), False)
+    assert cursor_scores.expected_text("x = 1\n   \n", 5) == ""  # only blanks follow
 
 
 def test_the_document_lacks_exactly_the_expected_text():
     at = SOURCE.index("hello")
-    doc = quality.document_at(SOURCE, at)
+    doc = cursor_scores.document_at(SOURCE, at)
     assert doc == SOURCE.replace('hello " + name', "", 1)
     end = SOURCE.index(" + name") + len(" + name")
-    doc = quality.document_at(SOURCE, end)
+    doc = cursor_scores.document_at(SOURCE, end)
     assert "return message.upper()" not in doc and doc[:end] == SOURCE[:end]
     assert doc[end:].startswith("\n\n\nclass Box")  # the line after the predicted one follows
 
 
 def test_first_line_exact_match_and_similarity():
-    assert quality.first_line("foo(x)\n    bar") == "foo(x)"
-    assert quality.first_line("\n\n    return x\nmore", same_line=False) == "    return x"
-    assert quality.first_line("\n\n    return x", same_line=True) == ""
-    assert quality.exact_match("return x  ", "return x")
-    assert not quality.exact_match("return  x", "return x")
-    assert not quality.exact_match("", "   ")  # a blank expected text never matches
-    assert quality.edit_similarity("return x", "return x \n") == 1.0
-    assert quality.edit_similarity("", "return x") == 0.0
-    assert quality.edit_similarity("abcd", "abce") == pytest.approx(0.75)  # 2 * 3 / 8
-    assert 0 < quality.edit_similarity("return y", "return x") < 1
+    assert cursor_scores.first_line("foo(x)\n    bar") == "foo(x)"
+    assert cursor_scores.first_line("\n\n    return x\nmore", same_line=False) == "    return x"
+    assert cursor_scores.first_line("\n\n    return x", same_line=True) == ""
+    assert cursor_scores.exact_match("return x  ", "return x")
+    assert not cursor_scores.exact_match("return  x", "return x")
+    assert not cursor_scores.exact_match("", "   ")  # a blank expected text never matches
+    assert cursor_scores.edit_similarity("return x", "return x \n") == 1.0
+    assert cursor_scores.edit_similarity("", "return x") == 0.0
+    assert cursor_scores.edit_similarity("abcd", "abce") == pytest.approx(0.75)  # 2 * 3 / 8
+    assert 0 < cursor_scores.edit_similarity("return y", "return x") < 1
 
 
 def test_starts_new_file():
     prefix = "def f():\n    x = foo("
-    assert quality.starts_new_file("a)\n<|file_sep|>b.py", prefix, "mid")
-    assert quality.starts_new_file("\n#!/usr/bin/env python", prefix, "mid")
-    assert quality.starts_new_file("\n# -*- coding: utf-8 -*-", prefix, "eol")
-    assert quality.starts_new_file("# coding=utf-8\nimport os", prefix, "eol")
-    assert not quality.starts_new_file("# the decoding: step", prefix, "eol")
-    assert quality.starts_new_file('\n"""Module docstring."""', "x = 1", "eol")
-    assert quality.starts_new_file("\nimport os", prefix, "mid")
-    assert quality.starts_new_file("\nfrom a.b import c", prefix, "mid")
+    assert cursor_scores.starts_new_file("a)\n<|file_sep|>b.py", prefix, "mid")
+    assert cursor_scores.starts_new_file("\n#!/usr/bin/env python", prefix, "mid")
+    assert cursor_scores.starts_new_file("\n# -*- coding: utf-8 -*-", prefix, "eol")
+    assert cursor_scores.starts_new_file("# coding=utf-8\nimport os", prefix, "eol")
+    assert not cursor_scores.starts_new_file("# the decoding: step", prefix, "eol")
+    assert cursor_scores.starts_new_file('\n"""Module docstring."""', "x = 1", "eol")
+    assert cursor_scores.starts_new_file("\nimport os", prefix, "mid")
+    assert cursor_scores.starts_new_file("\nfrom a.b import c", prefix, "mid")
     # ordinary code, an indented docstring, an import at a line end, a docstring at the file start
-    assert not quality.starts_new_file("a, b)", prefix, "mid")
-    assert not quality.starts_new_file('\n    """Doc."""', "def f():", "eol")
-    assert not quality.starts_new_file("\nimport os", "import sys", "eol")
-    assert not quality.starts_new_file('"""Doc."""', "", "bol")
-    assert not quality.starts_new_file("", prefix, "mid")
+    assert not cursor_scores.starts_new_file("a, b)", prefix, "mid")
+    assert not cursor_scores.starts_new_file('\n    """Doc."""', "def f():", "eol")
+    assert not cursor_scores.starts_new_file("\nimport os", "import sys", "eol")
+    assert not cursor_scores.starts_new_file('"""Doc."""', "", "bol")
+    assert not cursor_scores.starts_new_file("", prefix, "mid")
 
 
 def test_repeats_prefix():
-    assert quality.repeats_prefix("return x", "def f():\n    ret")  # the word being typed again
-    assert not quality.repeats_prefix("urn x", "def f():\n    ret")
-    assert quality.repeats_prefix("x = foo(a)", "    x = foo(")  # the line before the cursor again
-    assert quality.repeats_prefix("\n    y = 2", "    y = 2")  # the same line under itself
-    assert not quality.repeats_prefix("\n    y = 3", "    y = 2")
-    assert not quality.repeats_prefix("name.strip()", "    name = ")  # x = x.f() is not a repeat
-    assert not quality.repeats_prefix("ab", "    ab")  # shorter than 3 characters
-    assert not quality.repeats_prefix("return x", "def f():\n    ")  # nothing before the cursor
-    assert not quality.repeats_prefix("", "    ret")
+    assert cursor_scores.repeats_prefix("return x", "def f():\n    ret")  # the word being typed again
+    assert not cursor_scores.repeats_prefix("urn x", "def f():\n    ret")
+    assert cursor_scores.repeats_prefix("x = foo(a)", "    x = foo(")  # the line before the cursor again
+    assert cursor_scores.repeats_prefix("\n    y = 2", "    y = 2")  # the same line under itself
+    assert not cursor_scores.repeats_prefix("\n    y = 3", "    y = 2")
+    assert not cursor_scores.repeats_prefix("name.strip()", "    name = ")  # x = x.f() is not a repeat
+    assert not cursor_scores.repeats_prefix("ab", "    ab")  # shorter than 3 characters
+    assert not cursor_scores.repeats_prefix("return x", "def f():\n    ")  # nothing before the cursor
+    assert not cursor_scores.repeats_prefix("", "    ret")
 
 
 def test_positions_are_deterministic_in_range_and_mixed():
     text = "\n".join(f"    value_{i} = compute({i}, name='x{i}')" if i % 3 else "" for i in range(60)) + "\n"
-    a = quality.select_positions(text, 10, random.Random("0:f.py"))
-    b = quality.select_positions(text, 10, random.Random("0:f.py"))
-    c = quality.select_positions(text, 10, random.Random("1:f.py"))
+    a = cursor_scores.select_positions(text, 10, random.Random("0:f.py"))
+    b = cursor_scores.select_positions(text, 10, random.Random("0:f.py"))
+    c = cursor_scores.select_positions(text, 10, random.Random("1:f.py"))
     assert a == b and a != c
     assert len(a) == 10 and [p.offset for p in a] == sorted(p.offset for p in a)
     assert sum(p.kind == "mid" for p in a) == 5 and {p.kind for p in a} - {"mid"} <= {"eol", "bol"}
@@ -105,7 +105,7 @@ def test_positions_are_deterministic_in_range_and_mixed():
         line_start = text.rfind("\n", 0, p.offset) + 1
         line_end = text.find("\n", p.offset)
         before, after = text[line_start:p.offset], text[p.offset:line_end]
-        assert quality.expected_text(text, p.offset).strip()
+        assert cursor_scores.expected_text(text, p.offset).strip()
         if p.kind == "mid":
             assert before.strip() and after.strip()
         elif p.kind == "eol":
@@ -116,17 +116,17 @@ def test_positions_are_deterministic_in_range_and_mixed():
 
 def test_short_lines_get_no_position():
     text = "x\n\nab\nabc\n" * 5
-    assert quality.select_positions(text, 10, random.Random(0)) == []
+    assert cursor_scores.select_positions(text, 10, random.Random(0)) == []
     # one line, nothing after it: a mid-line position only (no next line, no line before)
-    only = quality.select_positions("abcd = 1\n", 3, random.Random(0))
+    only = cursor_scores.select_positions("abcd = 1\n", 3, random.Random(0))
     assert len(only) == 1 and only[0].kind == "mid" and 1 <= only[0].offset < 8
 
 
 def test_score_summary_table_and_plot(tmp_path):
     at = SOURCE.index("hello")
-    good = quality.score(SOURCE, at, "mid", ['hello " + name'])
+    good = cursor_scores.score(SOURCE, at, "mid", ['hello " + name'])
     assert good.exact_match and good.edit_similarity == 1.0 and not good.empty
-    empty = quality.score(SOURCE, at, "mid", [])
+    empty = cursor_scores.score(SOURCE, at, "mid", [])
     assert empty.empty and not empty.exact_match and empty.edit_similarity == 0.0 and not empty.repeats_prefix
     records = []
     for s, kind, latency in ((good, "mid", 0.1), (empty, "eol", 0.3)):
