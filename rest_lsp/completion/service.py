@@ -20,6 +20,7 @@ from rest_lsp.completion.health import Progress, check_tokenizer_fits, is_out_of
 from rest_lsp.completion.fim import FimTokens, choose
 from rest_lsp.completion.prompt import Prompt, build_prompt, split_at, visible
 from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
+from rest_lsp.completion.uris import folder_of, path_of_uri, repo_and_path
 from rest_lsp.config import Config
 from rest_lsp.errors import Cancelled, ConfigError, DecodingError, ModelError
 
@@ -214,10 +215,10 @@ class CompletionService:
         if path is None:
             return None
         rules = sources.Rules.from_config(self.config.index)
-        roots = [f for f in self.folders if path == f or path.startswith(f.rstrip(os.sep) + os.sep)]
-        if self.folders and not roots:
+        root = folder_of(path, self.folders)
+        if self.folders and root is None:
             return "outside the workspace folders"
-        skip = sources.pattern_skip(path, roots[0] if roots else os.path.dirname(path), rules)
+        skip = sources.pattern_skip(path, root or os.path.dirname(path), rules)
         return skip.reason if skip is not None else None
 
     def update_buffer(self, uri: str, text: str) -> None:
@@ -412,28 +413,6 @@ class CompletionService:
                 for c in candidates[:50]
             ],
         }
-
-
-def path_of_uri(uri: str) -> str | None:
-    """The absolute path of a ``file:`` URI (None for other schemes)."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(uri)
-    if parsed.scheme != "file":
-        return None
-    return os.path.abspath(unquote(parsed.path))
-
-
-def repo_and_path(uri: str, folders: Sequence[str]) -> tuple[str, str]:
-    """(workspace folder name, path relative to it with "/") of a ``file:`` URI; ("", "") for a
-    document outside every folder, or not a file."""
-    path = path_of_uri(uri) if uri else None
-    if path is None:
-        return "", ""
-    for folder in folders:
-        if path.startswith(folder.rstrip(os.sep) + os.sep):
-            return os.path.basename(folder.rstrip(os.sep)), os.path.relpath(path, folder).replace(os.sep, "/")
-    return "", ""
 
 
 def candidates_of(full: str, invoked: bool, max_items: int) -> list[str]:
