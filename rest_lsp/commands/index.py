@@ -127,14 +127,14 @@ def _config(args):
     return config
 
 
-def _tokenizer_source(args) -> str:
-    """``--tokenizer``, else the tokenizer of the model the daemon would load (``model.name`` of
-    ``--config``; an empty name: the default model), so that the index is the daemon's."""
+def _tokenizer_source(args, config) -> str:
+    """``--tokenizer``, else the tokenizer of the model the daemon would load (``config``'s
+    ``model.name``; an empty name: the default model), so that the index is the daemon's."""
     if args.tokenizer:
         return args.tokenizer
     from rest_lsp.models.resolve import resolve
 
-    return resolve(_config(args).model.name, log=lambda message: print(message, file=sys.stderr)).folder
+    return resolve(config.model.name, log=lambda message: print(message, file=sys.stderr)).folder
 
 
 def _progress_bar(unit: str = "B"):
@@ -164,7 +164,7 @@ def _open(args):
     from indexer.workspace_index import open_compact
 
     config = _config(args)
-    tok = load_tokenizer(_tokenizer_source(args))
+    tok = load_tokenizer(_tokenizer_source(args, config))
     index_dir = args.index_dir or workspace_dir(os.path.abspath(args.workspace or "."), config.index)
     store = Datastore.open(index_dir, tok, config)
     if config.index.corpus_tier == "compact":
@@ -182,7 +182,7 @@ def run_build(args) -> int:
     if args.ray or args.sharded:
         return run_sharded_build(args)
     config = _config(args)
-    tok = load_tokenizer(_tokenizer_source(args))
+    tok = load_tokenizer(_tokenizer_source(args, config))
     progress, close = _progress_bar()
     t0 = time.perf_counter()
     try:
@@ -218,7 +218,7 @@ def run_sharded_build(args) -> int:
         raise ConfigError("--ray and --sharded build a corpus index only: drop --workspace / --no-corpus")
     config = _config(args)
     config.index.index_dir = ""
-    tok = load_tokenizer(_tokenizer_source(args))
+    tok = load_tokenizer(_tokenizer_source(args, config))
     shard_tokens = args.shard_tokens or partition.DEFAULT_SHARD_TOKENS
     progress, close = _progress_bar(unit="shard")
     try:
@@ -267,7 +267,7 @@ def run_prune(args) -> int:
 
     config = _config(args)
     root = cache_root()
-    stale = cache_dirs.stale_entries(root, keep=[corpus_dir(config.index, load_tokenizer(_tokenizer_source(args)))])
+    stale = cache_dirs.stale_entries(root, keep=[corpus_dir(config.index, load_tokenizer(_tokenizer_source(args, config)))])
     total = sum(e.bytes for e in stale)
     freed = cache_dirs.remove(stale) if args.yes else 0
     if args.json:
@@ -363,7 +363,7 @@ def _remote_store(args):
     from indexer.tokens import load_tokenizer
 
     config = _config(args)
-    tok = load_tokenizer(_tokenizer_source(args))
+    tok = load_tokenizer(_tokenizer_source(args, config))
     return Datastore(tok, config.index, config.retrieval), tok
 
 
@@ -383,8 +383,9 @@ def run_compact(args) -> int:
     from indexer.workspace_index import corpus_dir
     from rest_lsp.config import Config
 
-    tok = load_tokenizer(_tokenizer_source(args))
-    index_dir = args.index_dir or corpus_dir(Config().index, tok)
+    config = Config()
+    tok = load_tokenizer(_tokenizer_source(args, config))
+    index_dir = args.index_dir or corpus_dir(config.index, tok)
     settings = CompactSettings(max_n=args.max_n, depth=args.depth, tree_nodes=args.tree_nodes,
                                max_bytes=args.max_bytes, top_ngrams=args.top_ngrams, min_count=args.min_count,
                                rank=args.rank)
