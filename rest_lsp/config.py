@@ -86,8 +86,9 @@ class ModelConfig:
     trust_remote_code: bool = False
     #: torch threads on the CPU; 0 means all cores
     threads: int = 0
-    #: "auto" (the packed forward for supported architectures in float32 on the CPU, else
-    #: transformers'), "packed" or "transformers"
+    #: "auto" (llama.cpp for a GGUF model on the CPU when llama-cpp-python is installed; else the
+    #: packed forward for supported architectures in float32 on the CPU; else transformers'),
+    #: "llama.cpp", "packed" or "transformers"
     forward: str = "auto"
 
 

@@ -156,6 +156,9 @@ class AdaptiveBudget:
     max_budget: int = 64
     #: every this many steps, try twice the chosen budget to learn about larger trees
     explore_every: int = 8
+    #: the same while the best budget is 0 (drafting does not pay): such a probe costs a whole
+    #: tree for nothing where verification is steep (llama.cpp on 2 cores: c(3) ~ 2.3 c(1))
+    idle_explore_every: int = 32
     acceptance: AcceptanceModel | None = None
     overhead_s: float = 0.0
     steps: int = 0
@@ -193,7 +196,7 @@ class AdaptiveBudget:
             self._chosen = self.best()
         b = self._chosen
         self.steps += 1
-        if self.steps % self.explore_every == 0:
+        if self.steps % (self.explore_every if b > 0 else self.idle_explore_every) == 0:
             b = min(self.max_budget, max(2 * b, 4))
         return b
 

@@ -49,9 +49,12 @@ def measure_cost(
     """c(k) for each k in ``sizes``, verifying over a ``context_len``-token cache."""
     vocab = int(model.config.vocab_size)
     device = model_device(model)
+    limit = getattr(model, "max_rows", None)  # llama.cpp verifies at most this many rows exactly
+    if limit is not None:
+        sizes = sorted({k for k in sizes if k <= limit} | {int(limit)})
     cache = kv_cache.new_cache(model)
     prefill(model, cache, [(11 * i + 5) % vocab for i in range(context_len)])
-    verify_tree(model, cache, tree_inputs(chain_tree(4, vocab)))  # warm-up
+    verify_tree(model, cache, tree_inputs(chain_tree(min(4, max(sizes)), vocab)))  # warm-up
     kv_cache.crop(cache, context_len)
     seconds = []
     for k in sizes:
@@ -84,6 +87,8 @@ def cost_key(model: Any, extra: str = "") -> str:
         transformers.__version__,
         type(model).__name__,  # the packed forward and transformers' have different curves
         str(getattr(model, "packed", "")),
+        # llama.cpp: its file, threads and row limit set the curve
+        str(getattr(model, "gguf", "")), str(getattr(model, "threads", "")), str(getattr(model, "max_rows", "")),
         extra,
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

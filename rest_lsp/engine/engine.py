@@ -110,10 +110,16 @@ class Engine:
         if self._policy is None:
             d = self.decoding
             if d.draft_budget > 0:
-                self._policy = FixedBudget(d.draft_budget)
+                self._policy = FixedBudget(self.capped(d.draft_budget))
             else:
-                self._policy = AdaptiveBudget(self.cost, max_budget=d.max_draft_budget)
+                self._policy = AdaptiveBudget(self.cost, max_budget=self.capped(d.max_draft_budget))
         return self._policy
+
+    def capped(self, budget: int) -> int:
+        """``budget`` cut to the most drafts one verification may hold on this model's forward
+        (llama.cpp's exactness limit; unlimited elsewhere)."""
+        limit = getattr(self.model, "max_drafts", None)
+        return budget if limit is None else min(budget, int(limit))
 
     def warm_up(self) -> None:
         """Do the start-up work now rather than in the first request: c(k) and a first forward."""
@@ -168,7 +174,7 @@ class Engine:
         if mode == "greedy":
             policy: BudgetPolicy = FixedBudget(0)
         elif budget is not None:
-            policy = FixedBudget(int(budget))
+            policy = FixedBudget(self.capped(int(budget)))
         else:
             policy = self.policy()
         stats = GenerationStats(mode=mode, prompt_tokens=len(prompt))

@@ -20,6 +20,7 @@ import torch
 from rest_lsp.engine import kv_cache
 from rest_lsp.engine.packed_llama import PackedLlama
 from rest_lsp.engine.tree_inputs import TreeInputs
+from rest_lsp.errors import ModelError
 
 #: prompt tokens per prefill forward (bounds the mask and activation memory)
 PREFILL_CHUNK = 512
@@ -69,6 +70,9 @@ def model_forward(
     """
     if isinstance(model, PackedLlama):
         return model.forward(cache, tokens, positions, allowed, logits)
+    if getattr(model, "own_attention", False):
+        raise ModelError(f"{model!r} takes draft trees and chains, not masked forwards (hidden states "
+                         "and dense drafts need a torch forward: model.forward = packed)", forward=repr(model))
     kwargs: dict[str, Any] = {kv_cache.cache_kwarg(model): cache}
     if logits in ("last", "none") and _takes_logits_to_keep(type(model)):
         kwargs["logits_to_keep"] = 1
@@ -95,12 +99,17 @@ def model_dtype(model: Any) -> torch.dtype:
 
 
 def model_device(model: Any) -> torch.device:
-    """The device of the model's parameters."""
+    """The device of the model's parameters (a runner without parameters names its own)."""
+    if getattr(model, "own_attention", False):
+        return model.device
     return next(model.parameters()).device
 
 
 def prefill(model: Any, cache: Any, token_ids: Sequence[int], chunk: int = PREFILL_CHUNK) -> None:
     """Append ``token_ids`` to the cache (causally, in chunks); no logits are needed."""
+    if getattr(model, "own_attention", False):
+        model.prefill(cache, token_ids)
+        return
     device = model_device(model)
     ids = torch.as_tensor(list(token_ids), dtype=torch.long, device=device)
     for start in range(0, len(ids), chunk):
@@ -117,6 +126,11 @@ def verify_tree(model: Any, cache: Any, inputs: TreeInputs, hidden: bool = False
     ``hidden``: also return the final-norm hidden states [n, hidden] (the same forward: the
     logits are the LM head applied to them).
     """
+    if getattr(model, "own_attention", False):
+        if hidden:
+            raise ModelError(f"{model!r} gives no hidden states (dense drafts need a torch forward: "
+                             "model.forward = packed)", forward=repr(model))
+        return model.verify_tree(cache, inputs)  # [n, vocab]
     device = model_device(model)
     past = kv_cache.cache_length(cache)
     tokens = torch.as_tensor(inputs.tokens, device=device)  # [n]

