@@ -205,6 +205,9 @@ class ServerConfig:
     disabled_languages: list[str] = field(default_factory=list)
     #: prompt budget in tokens (prefix + suffix)
     max_prompt_tokens: int = 1024
+    #: most tokens of the text after the cursor in a fill-in-the-middle prompt (within a quarter
+    #: of the budget): the suffix follows the prefix, so each keystroke prefills it again
+    max_suffix_tokens: int = 64
     #: also offer textDocument/completion when the client supports inline completion
     classic_completion: bool = False
     #: "auto" uses fill-in-the-middle prompts when the model has FIM tokens; "on" / "off"

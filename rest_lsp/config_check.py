@@ -55,6 +55,7 @@ def check(config: Config) -> list[str]:
         (r, "dense_neighbours", 1),
         (config.server, "debounce_ms", 0),
         (config.server, "max_prompt_tokens", 16),
+        (config.server, "max_suffix_tokens", 0),
         (config.model, "threads", 0),
     ):
         value = getattr(section, name)

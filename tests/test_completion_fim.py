@@ -138,6 +138,16 @@ def test_suffix_first_prompt_stays_within_budget():
     assert len(prompt.ids) <= 64 and prompt.ids[0] == 2
 
 
+def test_the_suffix_is_cut_to_its_own_limit_and_the_prefix_gets_the_rest():
+    tokens = fim.FimTokens(prefix=1, suffix=2, middle=3)
+    wide = build_prompt("x\n" * 500, "y\n" * 500, encode_chars, 400, tokens)
+    narrow = build_prompt("x\n" * 500, "y\n" * 500, encode_chars, 400, tokens, max_suffix=10)
+    assert len(encode_chars(wide.suffix_text)) > 10
+    assert narrow.suffix_text == "y\n" * 5  # whole lines only, within 10 tokens
+    assert len(narrow.ids) <= 400 and len(encode_chars(narrow.prefix_text)) > len(encode_chars(wide.prefix_text))
+    assert build_prompt("a\n", "b\n", encode_chars, 400, tokens, max_suffix=0).suffix_text == ""
+
+
 # --- repository header -------------------------------------------------------------------------
 def test_qwen_header_comes_first_then_fim():
     vocab = FAMILIES["qwen"]

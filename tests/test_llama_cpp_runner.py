@@ -163,3 +163,30 @@ def test_rest_is_token_identical_to_greedy_through_the_engine(loaded):
         assert max(rest.stats.budgets) <= loaded.runner.max_drafts
         drafted += rest.stats.drafted_tokens
     assert drafted > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_llama_cpp_forward_needs_only_a_tokenizer_folder(tmp_path):
+    """No weights are converted for llama.cpp: the folder holds the tokenizer and config only,
+    and its tokenizer is the full conversion's (indexes built with either one match)."""
+    require_packaged_model()
+    from rest_lsp.engine.model import tokenizer_identity
+    from rest_lsp.models import catalog, gguf_file, parts
+
+    model = catalog.PACKAGED[NAME]
+    gguf = parts.assemble(model, tmp_path / "cache")
+    folder = gguf_file.tokenizer_folder(gguf, tmp_path / "cache", model.sha256)
+    assert folder.name.endswith("-tokenizer") and gguf_file.is_converted(folder)
+    assert not list(folder.glob("*.safetensors"))
+    assert {"tokenizer.json", "config.json", "generation_config.json"} <= {p.name for p in folder.iterdir()}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    assert tokenizer.encode("def f(x):\n    return x", add_special_tokens=False)
+    # the same tokenizer bytes as the full conversion, where this machine has one
+    full = gguf_file.converted_dir(__import__("rest_lsp.models.resolve", fromlist=["x"]).models_cache(), model.sha256)
+    if gguf_file.is_converted(full):
+        assert tokenizer_identity(tokenizer, str(folder)) == tokenizer_identity(tokenizer, str(full))
+    # a second call reuses the folder
+    assert gguf_file.tokenizer_folder(gguf, tmp_path / "cache", model.sha256) == folder

@@ -134,7 +134,8 @@ def _tokenizer_source(args, config) -> str:
         return args.tokenizer
     from rest_lsp.models.resolve import resolve
 
-    return resolve(config.model.name, log=lambda message: print(message, file=sys.stderr)).folder
+    # the tokenizer alone: a GGUF model's folder without its converted weights does
+    return resolve(config.model.name, log=lambda message: print(message, file=sys.stderr), weights=False).folder
 
 
 def _progress_bar(unit: str = "B"):

@@ -256,6 +256,8 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
     lat: dict[str, list[float]] = {m: [] for m in servers}
     first: dict[str, list[float]] = {m: [] for m in servers}
     tps: dict[str, list[float]] = {m: [] for m in servers}
+    # prompt tokens prefilled (not reused from the cache) by each first request and keystroke
+    prefilled: dict[str, dict[str, list[int]]] = {m: {"first": [], "keystroke": []} for m in servers}
     same = 0
     for i, (path, offset) in enumerate(spots):
         text = path.read_text(encoding="utf-8", errors="replace")[:offset]
@@ -267,10 +269,12 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
             s = servers[mode]
             s.set_text(uri, text[:-1])
             first[mode].append((await s.complete(uri, *line_col(text[:-1], len(text) - 1)))[0])
+            prefilled[mode]["first"].append(int((await s.last()).get("prefill_tokens") or 0))
             s.set_text(uri, text)
             seconds, got[mode] = await s.complete(uri, line, col)
             lat[mode].append(seconds)
             last = await s.last()
+            prefilled[mode]["keystroke"].append(int(last.get("prefill_tokens") or 0))
             if last.get("steps"):
                 tps[mode].append(last["new_tokens"] / last["steps"])
         same += got["rest"] == got["greedy"]
@@ -327,6 +331,8 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
         "cold_p50_ratio_rest_over_greedy": round(pct(first["rest"], .5) / pct(first["greedy"], .5), 3)
         if pct(first["greedy"], .5) else None,
         "tokens_per_step": {m: round(statistics.fmean(v), 3) if v else None for m, v in tps.items()},
+        "prefilled_tokens_p50": {m: {k: statistics.median(v) if v else None for k, v in kinds.items()}
+                                 for m, kinds in prefilled.items()},
         "p50_ratio_rest_over_greedy": round(p50r / p50g, 3) if p50g else None,
         "identical_items_share": round(same / len(spots), 3) if spots else None,
         "kv_reuse_after_one_char_edit": reuse,
@@ -338,11 +344,14 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
 
 def table(r: dict[str, Any]) -> str:
     """The results as a markdown table."""
-    lines = ["| mode | p50 ms | p95 ms | first request in a document: p50 / p95 ms | tokens/step |",
+    lines = ["| mode | after a keystroke: p50 / p95 ms | first request in a document: p50 / p95 ms | tokens/step "
+             "| prefilled tokens p50: first / keystroke |",
              "|---|---|---|---|---|"]
     for m, v in r["latency_ms"].items():
         c = r["cold_latency_ms"][m]
-        lines.append(f"| {m} | {v['p50']} | {v['p95']} | {c['p50']} / {c['p95']} | {r['tokens_per_step'][m]} |")
+        p = r.get("prefilled_tokens_p50", {}).get(m, {})
+        lines.append(f"| {m} | {v['p50']} / {v['p95']} | {c['p50']} / {c['p95']} | {r['tokens_per_step'][m]} "
+                     f"| {p.get('first')} / {p.get('keystroke')} |")
     t = r["typing"]
     kv = r["kv_reuse_after_one_char_edit"]
     lines += ["", f"p50 REST / greedy: {r['p50_ratio_rest_over_greedy']} (first requests: "

@@ -106,6 +106,7 @@ def build_prompt(
     header: str = "",
     file_header: str = "",
     token_text: Callable[[int], str] | None = None,
+    max_suffix: int | None = None,
 ) -> Prompt:
     """The prompt for a completion at the cursor between ``prefix`` and ``suffix``.
 
@@ -116,7 +117,8 @@ def build_prompt(
     ``FimTokens.headers``) comes first and ``file_header`` right after the opening FIM token (before
     the prefix when there is none); both count in ``budget`` and are left out when together they
     would take more than ``HEADER_SHARE`` of it.  With ``token_text`` (a token's text) the
-    prefix's last token is healed (see ``heal_last``).
+    prefix's last token is healed (see ``heal_last``).  ``max_suffix``: the suffix's most tokens
+    (within its share of the budget).
     """
     head, lead = _header_ids(header, file_header, encode, budget)
     use_fim = fim is not None and suffix.strip() != ""
@@ -129,6 +131,8 @@ def build_prompt(
     middle = [] if fim.middle is None else [fim.middle]
     inner = max(1, budget - 2 - len(middle) - len(head) - len(lead))
     suffix_budget = int(inner * SUFFIX_SHARE)
+    if max_suffix is not None:
+        suffix_budget = min(suffix_budget, max_suffix)
     suffix_text, suffix_ids = fit_suffix(suffix, encode, suffix_budget)
     prefix_text, prefix_ids = fit_prefix(prefix, encode, inner - len(suffix_ids))
     prefix_ids, healed, healed_text = heal_last(prefix_ids, prefix_text, token_text, keep_one=False, encode=encode)

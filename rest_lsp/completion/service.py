@@ -279,7 +279,8 @@ class CompletionService:
             if repo and path:
                 header, file_header = self.template.headers(repo, path)
         prompt = build_prompt(prefix, suffix, encode, self.config.server.max_prompt_tokens, self.fim,
-                              header=header, file_header=file_header, token_text=self._token_text)
+                              header=header, file_header=file_header, token_text=self._token_text,
+                              max_suffix=self.config.server.max_suffix_tokens)
         if not prompt.ids:  # an empty document: start from the end-of-text token
             eos = sorted(self.loaded.eos_token_ids)
             prompt = Prompt(ids=eos[:1], prefix_text="", suffix_text="", fim=False)

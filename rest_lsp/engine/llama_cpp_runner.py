@@ -15,7 +15,7 @@ loop, drafting and acceptance; this module is the forward and the KV cache behin
   would drift from greedy's.  Measured (docs/cpu.md): flash attention over f16 keys and q8_0
   values takes one code path for any number of rows and skips masked cells rather than summing
   them (with K and V of one f16 type, a single row takes a split-K/V path and 64+ rows a tiled
-  one; q8_0 keys are exact too but flipped a real FIM answer).  Weights repacked for the CPU
+  one; q8_0 keys and values are exact too but flipped a real FIM answer).  Weights repacked for the CPU
   (llama.cpp's default; a step ~25% faster here) take one kernel for 1-3 rows and another from
   4 rows up; without repacking, ggml's tiled K-quant matmul takes over from 8 rows.  So a
   verification batch holds at most 3 rows (``max_rows``: the root and two drafts) with repacked

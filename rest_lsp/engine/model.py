@@ -77,7 +77,8 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None,
 
     from rest_lsp.models.resolve import resolve
 
-    resolved = resolve(cfg.name, progress, log)
+    # the llama.cpp forward reads a GGUF file itself: its folder needs no converted weights
+    resolved = resolve(cfg.name, progress, log, weights=not llama_cpp_planned(cfg))
     source = resolved.folder
     if resolved.kind == "embedded" and not any(EMBEDDED_DIR.glob("*.safetensors")):
         raise ModelError(
@@ -119,6 +120,19 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None,
         forward_reason=reason,
         resolved=resolved,
     )
+
+
+def llama_cpp_planned(cfg: ModelConfig) -> bool:
+    """Whether a GGUF model named by ``cfg`` would run on the llama.cpp forward (before resolving it)."""
+    from rest_lsp.engine.llama_cpp_runner import available
+
+    if cfg.forward == "llama.cpp":
+        return True
+    if cfg.forward != "auto" or cfg.device not in ("auto", "cpu"):
+        return False
+    if cfg.device == "auto" and resolve_device("auto").type != "cpu":
+        return False
+    return available()[0]
 
 
 def wants_llama_cpp(cfg: ModelConfig, gguf: str, device: Any) -> tuple[bool, str]:

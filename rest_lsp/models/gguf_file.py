@@ -1,8 +1,11 @@
 """A GGUF file turned into a Hugging Face model folder once, then loaded from the user cache.
 
-The engine verifies draft trees with its own forward over the weights, so a quantized GGUF file
-is dequantized (by transformers' GGUF reader) to float32 safetensors.  The folder is keyed by the
-file's sha256: the second start loads it in seconds, and another file never reuses it.
+The torch forwards verify draft trees over the weights themselves, so for them a quantized GGUF
+file is dequantized (by transformers' GGUF reader) to float32 safetensors.  The llama.cpp forward
+reads the file itself and needs only the tokenizer and the config: its folder holds those alone
+(``weights=False``: seconds and a few MB instead of a minute and 2.5 GB for the 0.5B).  Folders
+are keyed by the file's sha256: the second start loads in seconds, and another file never
+reuses one.
 """
 
 from __future__ import annotations
@@ -33,14 +36,61 @@ def is_gguf(path: Path) -> bool:
         return False
 
 
-def converted_dir(cache: Path, sha256: str) -> Path:
-    """The folder the GGUF file with this sha256 converts to."""
-    return cache / f"gguf-{sha256[:32]}"
+def converted_dir(cache: Path, sha256: str, weights: bool = True) -> Path:
+    """The folder the GGUF file with this sha256 converts to (with its weights, or without)."""
+    return cache / (f"gguf-{sha256[:32]}" if weights else f"gguf-{sha256[:32]}-tokenizer")
 
 
 def is_converted(folder: Path) -> bool:
     """Whether a conversion into ``folder`` finished."""
     return (folder / COMPLETE).is_file()
+
+
+def tokenizer_folder(path: Path, cache: Path, sha256: str) -> Path:
+    """A folder with the tokenizer and config of a GGUF file (no weights): the full conversion's
+    when it exists, else one written once from the file's metadata."""
+    full = converted_dir(cache, sha256)
+    if is_converted(full):
+        return full
+    folder = converted_dir(cache, sha256, weights=False)
+    if is_converted(folder):
+        return folder
+    if not is_gguf(path):
+        raise ModelError(f"{path} is not a GGUF file (no GGUF magic bytes)", path=str(path))
+    started = time.perf_counter()
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f"{folder.name}.{os.getpid()}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _save_tokenizer(path, partial)
+        record = {"gguf": str(path), "sha256": sha256, "weights": False,
+                  "seconds": round(time.perf_counter() - started, 1)}
+        (partial / COMPLETE).write_text(json.dumps(record, indent=2) + "\n")
+        if not is_converted(folder):
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+            os.replace(partial, folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def _save_tokenizer(path: Path, folder: Path) -> None:
+    """Write the tokenizer, config and generation config that transformers reads from a GGUF file."""
+    try:
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(str(folder))
+        config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(str(folder))
+        GenerationConfig.from_model_config(config).save_pretrained(str(folder))
+    except ImportError as exc:  # gguf missing
+        raise ModelError(f"cannot read GGUF files: {exc}; install them with: pip install gguf accelerate",
+                         path=str(path)) from exc
+    except Exception as exc:  # transformers raises ValueError, KeyError, RuntimeError, ...
+        raise ModelError(f"cannot read GGUF file {path}: {exc}", path=str(path)) from exc
 
 
 def file_sha256(path: Path, cache: Path, progress: Progress | None = None) -> str:

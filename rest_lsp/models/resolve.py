@@ -65,9 +65,19 @@ def default_name() -> tuple[str, str]:
 
 
 def resolve(name: str, progress: Progress | None = None, log: Callable[[str], None] | None = None,
-            cache: Path | None = None) -> ResolvedModel:
-    """The local folder of the model ``name`` (assembling and converting it the first time)."""
+            cache: Path | None = None, weights: bool = True) -> ResolvedModel:
+    """The local folder of the model ``name`` (assembling and converting it the first time).
+
+    ``weights=False``: a GGUF model's folder needs only its tokenizer and config (the llama.cpp
+    forward reads the file itself), which is written in seconds instead of converting the weights.
+    """
     cache = cache or models_cache()
+
+    def folder_of(path: Path, sha256: str) -> Path:
+        if weights:
+            return gguf_file.convert(path, cache, sha256, progress, log)
+        return gguf_file.tokenizer_folder(path, cache, sha256)
+
     why = ""
     if not name.strip():
         name, why = default_name()
@@ -77,12 +87,12 @@ def resolve(name: str, progress: Progress | None = None, log: Callable[[str], No
     if name in catalog.PACKAGED:
         model = catalog.PACKAGED[name]
         path = parts.assemble(model, cache, progress)
-        folder = gguf_file.convert(path, cache, model.sha256, progress, log)
+        folder = folder_of(path, model.sha256)
         return ResolvedModel(str(folder), name, "packaged", why or f"model.name = {name} (packaged)",
                              gguf=str(path), sha256=model.sha256)
     if name.startswith(ollama.PREFIX):
         blob = ollama.resolve(name)
-        folder = gguf_file.convert(blob.path, cache, blob.sha256, progress, log)
+        folder = folder_of(blob.path, blob.sha256)
         return ResolvedModel(str(folder), name, "ollama", why or f"model.name = {name} (Ollama store)",
                              gguf=str(blob.path), sha256=blob.sha256)
     path = Path(name).expanduser()
@@ -91,7 +101,7 @@ def resolve(name: str, progress: Progress | None = None, log: Callable[[str], No
             raise ModelError(f"model.name {name!r} is a file but not a GGUF file; give a GGUF file, a model "
                              "folder, a packaged model name or ollama:NAME", name=name)
         sha256 = gguf_file.file_sha256(path, cache, progress)
-        folder = gguf_file.convert(path, cache, sha256, progress, log)
+        folder = folder_of(path, sha256)
         return ResolvedModel(str(folder), str(path), "gguf", why or f"model.name = {name} (GGUF file)",
                              gguf=str(path.resolve()), sha256=sha256)
     if path.is_dir():

@@ -48,6 +48,7 @@ return {
       max_items = 3, -- items of an explicit request, to cycle through
       classic_completion = false, -- also offer textDocument/completion to inline-capable clients
       max_prompt_tokens = 1024,
+      max_suffix_tokens = 64, -- most tokens after the cursor in the prompt (each keystroke prefills them again)
       fim = 'auto', -- fill-in-the-middle prompts: auto, on, off
       fim_template = 'auto', -- prompt format and stop tokens: auto (detected), qwen, starcoder, deepseek, codellama, codestral
       repo_header = 'auto', -- prompts start with the folder name and file path where the template has a header: auto, off
