@@ -214,6 +214,10 @@ def open_workspace_dense(workspace: str | Path, config: Any, loaded: Any) -> tup
     path = dense_path(workspace, config.index)
     if config.retrieval.dense == "off":
         return None, "dense drafts off (retrieval.dense)"
+    if getattr(loaded.runner, "own_attention", False):
+        # dense queries are the model's hidden states, which llama.cpp's forward does not give
+        return None, (f"dense drafts off: the {loaded.forward} forward gives no hidden states "
+                      "(model.forward = packed brings them back)")
     if not path.exists():
         if config.retrieval.dense == "on":
             return None, f"no dense index yet ({path}): building it in the background"

@@ -190,3 +190,20 @@ def test_the_llama_cpp_forward_needs_only_a_tokenizer_folder(tmp_path):
         assert tokenizer_identity(tokenizer, str(folder)) == tokenizer_identity(tokenizer, str(full))
     # a second call reuses the folder
     assert gguf_file.tokenizer_folder(gguf, tmp_path / "cache", model.sha256) == folder
+
+
+def test_a_workspace_on_the_llama_cpp_forward_drafts_without_a_dense_index(tmp_path):
+    """Dense queries are hidden states, which llama.cpp's forward does not give: the workspace
+    says so and goes on without the dense tier instead of failing at its first refresh."""
+    from types import SimpleNamespace
+
+    from rest_lsp.config import Config
+    from rest_lsp.dense import dense_path, open_workspace_dense
+
+    config, _ = Config.from_dict({"retrieval": {"dense": "auto"}, "index": {"index_dir": str(tmp_path / "idx")}})
+    dense_path(tmp_path, config.index).parent.mkdir(parents=True, exist_ok=True)
+    dense_path(tmp_path, config.index).write_bytes(b"an index that must not be opened")
+    loaded = SimpleNamespace(runner=SimpleNamespace(own_attention=True), forward="llama.cpp", model=None, source="")
+    index, line = open_workspace_dense(tmp_path, config, loaded)
+    assert index is None
+    assert "llama.cpp forward gives no hidden states" in line and "model.forward = packed" in line
