@@ -40,12 +40,15 @@ from rest_lsp.engine.branches import branch_sequences, leading_chain
 from rest_lsp.engine.tree_inputs import TreeInputs
 from rest_lsp.errors import DecodingError, ModelError
 
-#: most sequences (tree leaves) in one verification batch; wider trees are refused
+#: most sequences (tree leaves) in one verification batch; wider trees are refused.  A tree has no
+#: more leaves than rows, so a context keeps ``min(MAX_BRANCHES, max_rows)`` sequences (each costs
+#: a row of logits in its output buffer: 0.6 MB for Qwen's vocabulary)
 MAX_BRANCHES = 64
 #: tokens per llama_decode call while prefilling
 PREFILL_CHUNK = 512
-#: context length of the cache (the prompt, its reused prefix and the completion)
-DEFAULT_CONTEXT = 8192
+#: context length of the cache: the prompt (server.max_prompt_tokens, 1,024 by default) and the
+#: completion fit with room to spare; each 1,024 more cost ~10 MB of K/V for the 0.5B
+DEFAULT_CONTEXT = 4096
 #: ggml's type ids of the K/V cache: q8_0 keys and f16 values keep flash attention on one code
 #: path for any row count (K and V of different types rule out its split and tiled variants)
 GGML_TYPE_F16 = 1
@@ -151,6 +154,12 @@ class LlamaCppRunner:
         self.device = torch.device("cpu")
         self.threads = threads if threads > 0 else (os.cpu_count() or 1)
         self.context = int(context)
+        #: rows one verification batch may hold (see the module docstring)
+        self.max_rows = max_verification_rows(repack)
+        #: the most draft tokens one tree may hold: the engine cuts its budget to it
+        self.max_drafts = self.max_rows - 1
+        #: sequences of the context: one per leaf of the widest tree allowed
+        self.branches = min(MAX_BRANCHES, self.max_rows)
         L.llama_backend_init()
         L.llama_log_set(_quiet_callback(), ctypes.c_void_p())
         mp = L.llama_model_default_params()
@@ -162,7 +171,7 @@ class LlamaCppRunner:
         cp.n_ctx = self.context
         cp.n_batch = PREFILL_CHUNK
         cp.n_ubatch = PREFILL_CHUNK
-        cp.n_seq_max = MAX_BRANCHES
+        cp.n_seq_max = self.branches
         cp.n_threads = self.threads
         cp.n_threads_batch = self.threads
         cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -174,16 +183,12 @@ class LlamaCppRunner:
         if not self._ctx:
             raise ModelError(f"llama.cpp cannot create a context for {self.gguf}", gguf=self.gguf)
         self._mem = L.llama_get_memory(self._ctx)
-        self._batch = L.llama_batch_init(PREFILL_CHUNK, 0, MAX_BRANCHES)
+        self._batch = L.llama_batch_init(PREFILL_CHUNK, 0, self.branches)
         self.n_vocab = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self._model)))
         self.n_params = int(L.llama_model_n_params(self._model))
         self.weight_bytes = int(L.llama_model_size(self._model))
         #: the cache whose tokens the context holds now
         self.owner: LlamaCppCache | None = None
-        #: rows one verification batch may hold (see the module docstring)
-        self.max_rows = max_verification_rows(repack)
-        #: the most draft tokens one tree may hold: the engine cuts its budget to it
-        self.max_drafts = self.max_rows - 1
 
     def __repr__(self) -> str:
         return f"LlamaCppRunner({Path(self.gguf).name}, threads={self.threads})"
@@ -256,14 +261,11 @@ class LlamaCppRunner:
         The logits are a view of llama.cpp's output buffer, valid until the next forward.
         """
         self._activate(cache)
-        seqs = branch_sequences(inputs.parents)
-        n_seq = 1 + max(s for node in seqs for s in node)
-        if n_seq > MAX_BRANCHES:
-            raise DecodingError(f"a draft tree of {n_seq} branches exceeds {MAX_BRANCHES}",
-                                branches=n_seq, max_branches=MAX_BRANCHES)
         if len(inputs) > self.max_rows:
             raise DecodingError(f"a draft tree of {len(inputs)} nodes exceeds the {self.max_rows} rows "
                                 "that keep verification exact", nodes=len(inputs), max_rows=self.max_rows)
+        seqs = branch_sequences(inputs.parents)
+        n_seq = 1 + max(s for node in seqs for s in node)  # <= len(inputs) <= branches
         if cache.pending and len(cache.pending) + len(inputs) > self.max_rows:
             self._decode_chain(cache, cache.pending)  # written alone: the batch stays small enough
             cache.pending = []
