@@ -12,11 +12,12 @@ loop, drafting and acceptance; this module is the forward and the KV cache behin
   context are written again at the start of the next batch (``LlamaCppCache.pending``), so that
   the cache always holds the sequence in order, as plain decoding would;
 - exactness: a row's result must not depend on the other rows of its batch, or REST's output
-  would drift from greedy's.  Measured (docs/cpu.md): flash attention over q8_0 keys and f16
+  would drift from greedy's.  Measured (docs/cpu.md): flash attention over f16 keys and q8_0
   values takes one code path for any number of rows and skips masked cells rather than summing
   them (with K and V of one f16 type, a single row takes a split-K/V path and 64+ rows a tiled
-  one; q8_0 for both is exact too but flipped a real FIM answer; f16 keys with q8_0 values
-  prefill 15% slower, each query row converting every value row).  Weights repacked for the CPU
+  one; an f32 half turns flash attention off).  q8_0 keys are exact too, and prefill ~15%
+  faster, but they change real answers: a fill-in-the-middle body became calls of the function
+  in 5 of 6 workspace names tried, where f16 keys and the float32 model wrote the body.  Weights repacked for the CPU
   (llama.cpp's default; a step ~25% faster here) take one kernel for 1-3 rows and another from
   4 rows up; without repacking, ggml's tiled K-quant matmul takes over from 8 rows.  So a
   verification batch holds at most 3 rows (``max_rows``: the root and two drafts) with repacked
@@ -49,7 +50,7 @@ PREFILL_CHUNK = 512
 #: context length of the cache: the prompt (server.max_prompt_tokens, 1,024 by default) and the
 #: completion fit with room to spare; each 1,024 more cost ~10 MB of K/V for the 0.5B
 DEFAULT_CONTEXT = 4096
-#: ggml's type ids of the K/V cache: q8_0 keys and f16 values keep flash attention on one code
+#: ggml's type ids of the K/V cache: f16 keys and q8_0 values keep flash attention on one code
 #: path for any row count (K and V of different types rule out its split and tiled variants)
 GGML_TYPE_F16 = 1
 GGML_TYPE_Q8_0 = 8
@@ -139,7 +140,7 @@ class LlamaCppRunner:
 
     def __init__(self, gguf: str | Path, config: Any, generation_config: Any = None, *,
                  threads: int = 0, context: int = DEFAULT_CONTEXT, name_or_path: str = "",
-                 type_k: int = GGML_TYPE_Q8_0, type_v: int = GGML_TYPE_F16, flash_attention: bool = True,
+                 type_k: int = GGML_TYPE_F16, type_v: int = GGML_TYPE_Q8_0, flash_attention: bool = True,
                  repack: bool = True) -> None:
         ok, why = available()
         if not ok:
