@@ -207,3 +207,13 @@ def test_a_workspace_on_the_llama_cpp_forward_drafts_without_a_dense_index(tmp_p
     index, line = open_workspace_dense(tmp_path, config, loaded)
     assert index is None
     assert "llama.cpp forward gives no hidden states" in line and "model.forward = packed" in line
+
+
+def test_the_llama_cpp_forward_refuses_a_model_without_a_gguf_file():
+    require_llama_cpp()
+    from rest_lsp.config import ModelConfig
+    from rest_lsp.engine.model import load_model
+    from rest_lsp.errors import ModelError
+
+    with pytest.raises(ModelError, match="model.forward = llama.cpp needs a GGUF model"):
+        load_model(ModelConfig(name="embedded", forward="llama.cpp"))

@@ -77,8 +77,10 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None,
 
     from rest_lsp.models.resolve import resolve
 
+    device = resolve_device(cfg.device)
+    use_llama, why = wants_llama_cpp(cfg, device)
     # the llama.cpp forward reads a GGUF file itself: its folder needs no converted weights
-    resolved = resolve(cfg.name, progress, log, weights=not llama_cpp_planned(cfg))
+    resolved = resolve(cfg.name, progress, log, weights=not use_llama)
     source = resolved.folder
     if resolved.kind == "embedded" and not any(EMBEDDED_DIR.glob("*.safetensors")):
         raise ModelError(
@@ -86,13 +88,14 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None,
             "set model.name to a local path or hub name",
             source=source,
         )
-    device = resolve_device(cfg.device)
+    if use_llama and resolved.gguf:
+        return load_llama_cpp(cfg, resolved, why)
+    if cfg.forward == "llama.cpp":
+        raise ModelError(f"model.forward = llama.cpp needs a GGUF model; {cfg.name!r} has no GGUF file",
+                         forward=cfg.forward, model=cfg.name)
     dtype = resolve_dtype(cfg.dtype, device)
     if cfg.threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    use_llama, why = wants_llama_cpp(cfg, resolved.gguf, device)
-    if use_llama:
-        return load_llama_cpp(cfg, resolved, why)
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -122,39 +125,25 @@ def load_model(cfg: ModelConfig, attn_implementation: str | None = None,
     )
 
 
-def llama_cpp_planned(cfg: ModelConfig) -> bool:
-    """Whether a GGUF model named by ``cfg`` would run on the llama.cpp forward (before resolving it)."""
-    from rest_lsp.engine.llama_cpp_runner import available
+def wants_llama_cpp(cfg: ModelConfig, device: Any) -> tuple[bool, str]:
+    """Whether a GGUF model would run on the llama.cpp forward, and why (``model.forward``).
 
-    if cfg.forward == "llama.cpp":
-        return True
-    if cfg.forward != "auto" or cfg.device not in ("auto", "cpu"):
-        return False
-    if cfg.device == "auto" and resolve_device("auto").type != "cpu":
-        return False
-    return available()[0]
-
-
-def wants_llama_cpp(cfg: ModelConfig, gguf: str, device: Any) -> tuple[bool, str]:
-    """Whether the llama.cpp forward runs this model, and why (``model.forward``).
-
-    "auto" takes it for a GGUF model on the CPU when llama-cpp-python is installed: it decodes
-    the file's own low-bit weights several times faster than float32 torch (docs/cpu.md).
-    "llama.cpp" insists (an error without a GGUF file or without llama-cpp-python).
+    Decided before the model is resolved, so that its folder is written without weights.
+    "auto" takes it on the CPU when llama-cpp-python is installed: it decodes the file's own
+    low-bit weights several times faster than float32 torch (docs/cpu.md).  "llama.cpp" insists
+    (an error off the CPU or without llama-cpp-python; ``load_model`` refuses a model without a
+    GGUF file).
     """
     from rest_lsp.engine.llama_cpp_runner import available
 
     if cfg.forward == "llama.cpp":
-        if not gguf:
-            raise ModelError(f"model.forward = llama.cpp needs a GGUF model; {cfg.name!r} has no GGUF file",
-                             forward=cfg.forward, model=cfg.name)
         if device.type != "cpu":
             raise ModelError(f"model.forward = llama.cpp runs on the CPU, not {device}", forward=cfg.forward)
         ok, why = available()
         if not ok:
             raise ModelError(f"model.forward = llama.cpp, but {why}", forward=cfg.forward)
         return True, "model.forward = llama.cpp"
-    if cfg.forward != "auto" or not gguf or device.type != "cpu":
+    if cfg.forward != "auto" or device.type != "cpu":
         return False, ""
     ok, _ = available()
     return ok, "auto: a GGUF model on the CPU and llama-cpp-python installed"
