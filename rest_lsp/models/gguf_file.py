@@ -10,12 +10,13 @@ reuses one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from rest_lsp.errors import ModelError
 
@@ -58,26 +59,49 @@ def tokenizer_folder(path: Path, cache: Path, sha256: str) -> Path:
     if not is_gguf(path):
         raise ModelError(f"{path} is not a GGUF file (no GGUF magic bytes)", path=str(path))
     started = time.perf_counter()
+
+    def write(partial: Path) -> dict[str, Any]:
+        _save_tokenizer(path, partial)
+        return {"gguf": str(path), "sha256": sha256, "weights": False,
+                "seconds": round(time.perf_counter() - started, 1)}
+
+    _write_once(folder, cache, write)
+    return folder
+
+
+def _write_once(folder: Path, cache: Path, write: Callable[[Path], dict[str, Any]]) -> None:
+    """Fill ``folder`` through a temporary sibling renamed when done (``write`` fills the
+    temporary folder and returns the record written last as ``COMPLETE``), so an interrupted
+    write leaves no half folder behind."""
     cache.mkdir(parents=True, exist_ok=True)
     partial = cache / f"{folder.name}.{os.getpid()}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        _save_tokenizer(path, partial)
-        record = {"gguf": str(path), "sha256": sha256, "weights": False,
-                  "seconds": round(time.perf_counter() - started, 1)}
+        record = write(partial)
         (partial / COMPLETE).write_text(json.dumps(record, indent=2) + "\n")
-        if not is_converted(folder):
-            if folder.exists():
+        if not is_converted(folder):  # another process may have finished the same file meanwhile: keep its
+            if folder.exists():  # an interrupted write's leftovers
                 shutil.rmtree(folder, ignore_errors=True)
             os.replace(partial, folder)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return folder
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn transformers' failures to read a GGUF file into ``ModelError``."""
+    try:
+        yield
+    except ImportError as exc:  # gguf or accelerate missing
+        raise ModelError(f"cannot read GGUF files: {exc}; install them with: pip install gguf accelerate",
+                         path=str(path)) from exc
+    except Exception as exc:  # transformers raises ValueError, KeyError, RuntimeError, ...
+        raise ModelError(f"cannot read GGUF file {path}: {exc}", path=str(path)) from exc
 
 
 def _save_tokenizer(path: Path, folder: Path) -> None:
     """Write the tokenizer, config and generation config that transformers reads from a GGUF file."""
-    try:
+    with _reading(path):
         from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
         AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(str(folder))
@@ -86,11 +110,6 @@ def _save_tokenizer(path: Path, folder: Path) -> None:
             del config.quantization_config
         config.save_pretrained(str(folder))
         GenerationConfig.from_model_config(config).save_pretrained(str(folder))
-    except ImportError as exc:  # gguf missing
-        raise ModelError(f"cannot read GGUF files: {exc}; install them with: pip install gguf accelerate",
-                         path=str(path)) from exc
-    except Exception as exc:  # transformers raises ValueError, KeyError, RuntimeError, ...
-        raise ModelError(f"cannot read GGUF file {path}: {exc}", path=str(path)) from exc
 
 
 def file_sha256(path: Path, cache: Path, progress: Progress | None = None) -> str:
@@ -133,21 +152,14 @@ def convert(path: Path, cache: Path, sha256: str, progress: Progress | None = No
     if progress is not None:
         progress(0, 0, f"converting {path.name} (once)")
     started = time.perf_counter()
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = cache / f"{folder.name}.{os.getpid()}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+
+    def write(partial: Path) -> dict[str, Any]:
         model, tokenizer = _read_gguf(path)
         _save(model, tokenizer, partial)
-        record = {"gguf": str(path), "sha256": sha256, "seconds": round(time.perf_counter() - started, 1),
-                  "parameters": sum(p.numel() for p in model.parameters())}
-        (partial / COMPLETE).write_text(json.dumps(record, indent=2) + "\n")
-        if not is_converted(folder):  # another process may have finished the same file meanwhile: keep its
-            if folder.exists():  # an interrupted conversion's leftovers
-                shutil.rmtree(folder, ignore_errors=True)
-            os.replace(partial, folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        return {"gguf": str(path), "sha256": sha256, "seconds": round(time.perf_counter() - started, 1),
+                "parameters": sum(p.numel() for p in model.parameters())}
+
+    _write_once(folder, cache, write)
     say(f"rest-lsp: converted {path.name} in {time.perf_counter() - started:.0f} s")
     return folder
 
@@ -156,16 +168,11 @@ def _read_gguf(path: Path) -> tuple[Any, Any]:
     """(model in float32, tokenizer) read from a GGUF file by transformers."""
     import torch
 
-    try:
+    with _reading(path):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    except ImportError as exc:  # gguf or accelerate missing
-        raise ModelError(f"cannot read GGUF files: {exc}; install them with: pip install gguf accelerate",
-                         path=str(path)) from exc
-    except Exception as exc:  # transformers raises ValueError, KeyError, RuntimeError, ...
-        raise ModelError(f"cannot read GGUF file {path}: {exc}", path=str(path)) from exc
     return model, tokenizer
 
 
