@@ -22,6 +22,7 @@ FLOPs (over the measured float32 matmul peak).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -98,21 +99,6 @@ def engine_method(engine: Any, mode: str, max_new_tokens: int) -> PeerFn:
         return PeerRun("", 0, list(gen.tokens), wall, marks[0] if marks else wall, gen.stats.prefill_s)
 
     return run
-
-
-def interleave(methods: dict[str, PeerFn], prompts: Sequence[Sequence[int]],
-               say: Callable[[str], None] = print) -> list[PeerRun]:
-    """Every method on every prompt; the method order rotates by one from prompt to prompt."""
-    names = list(methods)
-    runs: list[PeerRun] = []
-    for i, ids in enumerate(prompts):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            run = methods[name](ids)
-            run.method, run.prompt = name, i
-            runs.append(run)
-        say(f"  {i + 1}/{len(prompts)} prompts")
-    return runs
 
 
 def agreement(tokens: Sequence[int], reference: Sequence[int]) -> float:
@@ -215,7 +201,7 @@ def plot(rows: Sequence[dict[str, Any]], out: Path) -> Path:
 
 def main(args: Any) -> int:
     """Run the comparison and write ``peers.json``, ``peers.md`` and ``peers.png`` to ``--out``."""
-    from rest_lsp.benchmarks.humaneval import humaneval_prompts, setup
+    from rest_lsp.benchmarks.humaneval import humaneval_prompts, run_interleaved, setup
     from rest_lsp.errors import ConfigError
 
     started = time.time()
@@ -227,7 +213,7 @@ def main(args: Any) -> int:
     unknown = sorted(set(names) - set(METHODS))
     if unknown or not names:
         raise ConfigError(f"unknown methods {unknown}; choose from {list(METHODS)}", methods=names)
-    threads = args.threads or __import__("os").cpu_count() or 1
+    threads = args.threads or os.cpu_count() or 1
     eos = sorted(loaded.eos_token_ids)
     prompts = humaneval_prompts(loaded.tokenizer, args.limit)
     n = args.max_new_tokens
@@ -241,7 +227,8 @@ def main(args: Any) -> int:
             methods[name] = _ours(loaded, config, name, n)
     print(f"model: {loaded.resolved.name} ({loaded.forward} forward, {loaded.dtype}), {threads} threads, "
           f"{len(prompts)} HumanEval prompts, {n} new tokens", flush=True)
-    runs = interleave(methods, prompts)
+    # the order rotates from prompt to prompt (bench humaneval's loop; it fills method and prompt)
+    runs = [run for per_method in run_interleaved(methods, prompts).values() for run in per_method]
     rows = summarize(runs, names)
     weight_bytes = int(getattr(loaded.model, "weight_bytes", 0) or Path(gguf).stat().st_size)
     params = int(getattr(loaded.model, "n_params", 0) or sum(p.numel() for p in loaded.model.parameters()))
