@@ -71,8 +71,7 @@ def model_forward(
     if isinstance(model, PackedLlama):
         return model.forward(cache, tokens, positions, allowed, logits)
     if getattr(model, "own_attention", False):
-        raise ModelError(f"{model!r} takes draft trees and chains, not masked forwards (hidden states "
-                         "and dense drafts need a torch forward: model.forward = packed)", forward=repr(model))
+        raise no_hidden_states(model)
     kwargs: dict[str, Any] = {kv_cache.cache_kwarg(model): cache}
     if logits in ("last", "none") and _takes_logits_to_keep(type(model)):
         kwargs["logits_to_keep"] = 1
@@ -88,6 +87,13 @@ def model_forward(
     if logits == "hidden":
         return out.hidden_states[-1][0]  # [n, hidden]: transformers appends it after the final norm
     return None if logits == "none" else out.logits[0]  # [n, vocab] (or [1, vocab])
+
+
+def no_hidden_states(model: Any) -> ModelError:
+    """The error of asking a runner that does its own attention (llama.cpp) for masked forwards or
+    hidden states: it takes draft trees and chains only."""
+    return ModelError(f"{model!r} gives no hidden states (dense drafts need a torch forward: "
+                      "model.forward = packed)", forward=repr(model))
 
 
 def model_dtype(model: Any) -> torch.dtype:
@@ -128,8 +134,7 @@ def verify_tree(model: Any, cache: Any, inputs: TreeInputs, hidden: bool = False
     """
     if getattr(model, "own_attention", False):
         if hidden:
-            raise ModelError(f"{model!r} gives no hidden states (dense drafts need a torch forward: "
-                             "model.forward = packed)", forward=repr(model))
+            raise no_hidden_states(model)
         return model.verify_tree(cache, inputs)  # [n, vocab]
     device = model_device(model)
     past = kv_cache.cache_length(cache)

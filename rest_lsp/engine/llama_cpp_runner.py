@@ -157,8 +157,6 @@ class LlamaCppRunner:
         self.context = int(context)
         #: rows one verification batch may hold (see the module docstring)
         self.max_rows = max_verification_rows(repack)
-        #: the most draft tokens one tree may hold: the engine cuts its budget to it
-        self.max_drafts = self.max_rows - 1
         #: sequences of the context: one per leaf of the widest tree allowed
         self.branches = min(MAX_BRANCHES, self.max_rows)
         L.llama_backend_init()
@@ -190,6 +188,11 @@ class LlamaCppRunner:
         self.weight_bytes = int(L.llama_model_size(self._model))
         #: the cache whose tokens the context holds now
         self.owner: LlamaCppCache | None = None
+
+    @property
+    def max_drafts(self) -> int:
+        """The most draft tokens one tree may hold (the root takes a row): the engine cuts its budget to it."""
+        return self.max_rows - 1
 
     def __repr__(self) -> str:
         return f"LlamaCppRunner({Path(self.gguf).name}, threads={self.threads})"
