@@ -12,7 +12,8 @@ first minutes.  It reports:
 - request-to-response latency p50/p95 per mode, tokens/step, and the REST/greedy ratio, for the
   request after typing a character (the usual request of an editing session: its prompt's KV
   cache is reused) and for the first request in a document (a cold prefill of the whole prompt);
-- KV reuse: the prefill of a request right after a one-character edit (``reused_tokens``);
+- KV reuse: the prefill of a request right after a one-character edit (``reused_tokens``), and
+  the prompt tokens prefilled by first requests and by requests after a keystroke;
 - typing at 20 edits/s with a request after each: latency of the last request vs idle, and the
   server's resident memory before and after.
 
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from indexer.bench import cpu_name
+from rest_lsp.benchmarks.quantiles import nearest_rank
+from rest_lsp.completion.bench_server import Server, rss_mb
 from rest_lsp.config import RetrievalConfig
 
 #: files smaller than this (characters) make poor cursor positions
@@ -71,134 +74,6 @@ def held_out_files(workspace: Path, count: int, seed: int) -> list[Path]:
     return sorted(random.Random(seed).sample(files, min(count, len(files))))
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MiB (Linux /proc)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-class Server:
-    """One rest-lsp server under test, driven by pygls' LSP client."""
-
-    def __init__(self, name: str, options: dict[str, Any], workspace: Path, env: dict[str, str],
-                 warms_up: bool = False) -> None:
-        self.name = name
-        self.options = options
-        self.workspace = workspace
-        self.env = env
-        self.client = None
-        self.ready = asyncio.Event()
-        #: the history warm-up after "ready" logged its end (awaited when ``warms_up``)
-        self.warmed = asyncio.Event()
-        self.warms_up = warms_up
-        self.settle_s = 0.0
-        self.versions: dict[str, int] = {}
-
-    async def start(self) -> None:
-        """Start, initialize, and wait until it has loaded the model and index."""
-        from lsprotocol import types as lsp
-        from pygls.lsp.client import LanguageClient
-
-        client = LanguageClient("rest-lsp-bench", "1")
-
-        @client.feature(lsp.WINDOW_LOG_MESSAGE)
-        def on_log(params: lsp.LogMessageParams) -> None:
-            if params.message.startswith("rest-lsp ready") or "indexing failed" in params.message:
-                self.ready.set()
-            if params.message.startswith("rest-lsp: history "):  # warmed, stopped or failed
-                self.warmed.set()
-                if "failed" in params.message:
-                    print(f"[{self.name}] {params.message}", file=sys.stderr)
-
-        @client.feature(lsp.WINDOW_SHOW_MESSAGE)
-        def on_show(params: lsp.ShowMessageParams) -> None:
-            print(f"[{self.name}] {params.message}", file=sys.stderr)
-
-        @client.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE)
-        def on_create(params: Any) -> None:
-            return None
-
-        @client.feature(lsp.PROGRESS)
-        def on_progress(params: Any) -> None:
-            return None
-
-        await client.start_io(sys.executable, "-m", "rest_lsp.cli", "serve", "--stdio", env=self.env)
-        caps = lsp.ClientCapabilities(
-            text_document=lsp.TextDocumentClientCapabilities(inline_completion=lsp.InlineCompletionClientCapabilities()),
-            window=lsp.WindowClientCapabilities(work_done_progress=True),
-        )
-        await client.initialize_async(lsp.InitializeParams(
-            capabilities=caps,
-            root_uri=self.workspace.as_uri(),
-            workspace_folders=[lsp.WorkspaceFolder(uri=self.workspace.as_uri(), name="bench")],
-            initialization_options=self.options,
-        ))
-        client.initialized(lsp.InitializedParams())
-        self.client = client
-        await asyncio.wait_for(self.ready.wait(), timeout=1800)
-        if self.warms_up:  # measured as a user's daemon runs after its first minutes: warmed up
-            t0 = time.perf_counter()
-            await asyncio.wait_for(self.warmed.wait(), timeout=1800)
-            self.settle_s = time.perf_counter() - t0
-
-    @property
-    def pid(self) -> int:
-        return self.client._server.pid
-
-    def set_text(self, uri: str, text: str) -> None:
-        """Open the document, or replace its whole text."""
-        from lsprotocol import types as lsp
-
-        if uri not in self.versions:
-            self.versions[uri] = 1
-            self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-                text_document=lsp.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))
-            return
-        self.versions[uri] += 1
-        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
-            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)]))
-
-    def insert(self, uri: str, line: int, col: int, char: str) -> None:
-        """Type one character at (line, col)."""
-        from lsprotocol import types as lsp
-
-        self.versions[uri] += 1
-        pos = lsp.Position(line=line, character=col)
-        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
-            content_changes=[lsp.TextDocumentContentChangePartial(range=lsp.Range(start=pos, end=pos), text=char)]))
-
-    async def complete(self, uri: str, line: int, col: int) -> tuple[float, list[str]]:
-        """One automatic inline completion request: (seconds, items)."""
-        from lsprotocol import types as lsp
-
-        t0 = time.perf_counter()
-        result = await self.client.text_document_inline_completion_async(lsp.InlineCompletionParams(
-            context=lsp.InlineCompletionContext(trigger_kind=lsp.InlineCompletionTriggerKind.Automatic),
-            text_document=lsp.TextDocumentIdentifier(uri=uri),
-            position=lsp.Position(line=line, character=col)))
-        items = [i.insert_text for i in (result.items if result else [])]
-        return time.perf_counter() - t0, items
-
-    async def last(self) -> dict[str, Any]:
-        """The server's figures of its last completion."""
-        from lsprotocol import types as lsp
-
-        status = await self.client.workspace_execute_command_async(lsp.ExecuteCommandParams(command="rest-lsp.status"))
-        return status.get("last_completion") or {}
-
-    async def stop(self) -> None:
-        await self.client.shutdown_async(None)
-        self.client.exit(None)
-        await self.client.stop()
-
-
 def line_col(text: str, offset: int) -> tuple[int, int]:
     """0-based (line, UTF-16 column) of a character offset."""
     before = text[:offset]
@@ -208,8 +83,7 @@ def line_col(text: str, offset: int) -> tuple[int, int]:
 
 def pct(values: list[float], p: float) -> float:
     """The p-quantile (nearest rank) of values, in ms."""
-    v = sorted(values)
-    return round(v[min(len(v) - 1, int(p * len(v)))] * 1000, 1) if v else float("nan")
+    return round(nearest_rank(values, p) * 1000, 1) if values else float("nan")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
