@@ -87,8 +87,9 @@ class ModelConfig:
     #: torch threads on the CPU; 0 means all cores
     threads: int = 0
     #: "auto" (llama.cpp for a GGUF model on the CPU when llama-cpp-python is installed; else the
-    #: packed forward for supported architectures in float32 on the CPU; else transformers'),
-    #: "llama.cpp", "packed" or "transformers"
+    #: packed forward for supported architectures in float32 on the CPU; the static forward, fixed
+    #: shapes in CUDA graphs, for them on CUDA; else transformers'), "llama.cpp", "packed",
+    #: "static" or "transformers"
     forward: str = "auto"
 
 

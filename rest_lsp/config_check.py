@@ -22,7 +22,7 @@ _CHOICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("decoding", "source_weights", ("learned", "fixed")),
     ("retrieval", "dense", ("auto", "on", "off")),
     ("model", "dtype", ("auto", "float32", "bfloat16", "float16")),
-    ("model", "forward", ("auto", "llama.cpp", "packed", "transformers")),
+    ("model", "forward", ("auto", "llama.cpp", "packed", "static", "transformers")),
     ("index", "corpus_tier", ("full", "compact")),
     ("server", "fim", ("auto", "on", "off")),
     ("server", "fim_template", ("auto", *TEMPLATE_NAMES)),

@@ -20,26 +20,106 @@ from rest_lsp.engine.drafter import Candidate
 
 #: hidden states sampled to fit the projection
 FIT_SAMPLE = 50_000
+#: values of each tensor a model without weight files is named by (``tensors_identity``)
+IDENTITY_SAMPLE = 1024
+#: the remembered digests of model folders' weight files, in the models cache
+IDENTITIES_FILE = "weight-identities.json"
 
 
-def model_identity(model: Any, source: str | Path | None = None) -> str:
-    """sha256 naming the weights: of the safetensors files in ``source``, else of the tensors."""
-    h = hashlib.sha256()
+def model_identity(model: Any, source: str | Path | None = None, cache: Path | None = None) -> str:
+    """sha256 naming the weights: of the safetensors files in the folder ``source`` (read once,
+    then remembered in ``cache``), else of the tensors' layout and a sample of their values."""
     files = sorted(Path(source).glob("*.safetensors")) if source and Path(source).is_dir() else []
     if files:
-        for f in files:
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-        return h.hexdigest()
-    import torch
+        return weight_files_identity(files, cache)
+    return tensors_identity(model)
 
+
+def weight_files_identity(files: Sequence[Path], cache: Path | None = None) -> str:
+    """sha256 of the files' names and bytes, remembered by their folder, names, sizes and times.
+
+    Hashing gigabytes of weights at every workspace open would delay every start; a file rewritten
+    changes its size or time, so the remembered digest stays the files' own.
+    """
+    from rest_lsp.models.resolve import models_cache
+
+    memo_path = (cache or models_cache()) / IDENTITIES_FILE
+    folder = str(files[0].parent.resolve())
+    stamp = [f"{f.name}|{f.stat().st_size}|{f.stat().st_mtime_ns}" for f in files]
+    memo = read_identities(memo_path)
+    known = memo.get(folder)
+    if isinstance(known, dict) and known.get("files") == stamp:
+        return str(known["sha256"])
+    digest = hash_weight_files(files)
+    # one entry per folder that still exists: temporary model folders do not pile up
+    memo = {k: v for k, v in memo.items() if Path(k).is_dir()}
+    memo[folder] = {"files": stamp, "sha256": digest}
+    write_identities(memo_path, memo)
+    return digest
+
+
+def read_identities(path: Path) -> dict[str, Any]:
+    """The remembered weight digests (folder -> {"files", "sha256"}); empty when unreadable."""
+    import json
+
+    try:
+        memo = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def write_identities(path: Path, memo: dict[str, Any]) -> None:
+    """Save the remembered weight digests (atomically; a read-only cache keeps none)."""
+    import json
+    import os
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, indent=1))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # hashed again at the next start: the same digest, only slower
+
+
+def hash_weight_files(files: Sequence[Path]) -> str:
+    """sha256 of each file's name then bytes, in order (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def tensors_identity(model: Any) -> str:
+    """sha256 of a model's tensors (names, shapes, dtypes) and of a strided sample of each one's
+    values, taken where the tensor is: no host copy of the weights (a hub model's, on a GPU).
+
+    Two models of one architecture with other weights (another training, a fine-tune) differ in
+    nearly every value, so their samples differ; the sample's raw bytes are the same on any device.
+    """
+    h = hashlib.sha256()
     hf = getattr(model, "hf", model)  # a PackedLlama keeps the model it packs
     for name, tensor in sorted(hf.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().to(torch.float32).cpu().numpy().tobytes())
+        h.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
+        h.update(value_sample(tensor))
     return h.hexdigest()
+
+
+def value_sample(tensor: Any) -> bytes:
+    """The raw bytes of about ``IDENTITY_SAMPLE`` evenly strided values of ``tensor`` and of its
+    last value, gathered on the tensor's device and copied to the host alone."""
+    import torch
+
+    flat = tensor.detach().reshape(-1)  # a view: parameters are contiguous
+    if flat.numel() == 0:
+        return b""
+    step = -(-flat.numel() // IDENTITY_SAMPLE)
+    picked = torch.cat([flat[::step], flat[-1:]])
+    return picked.cpu().view(torch.uint8).numpy().tobytes()
 
 
 def hidden_states_of(model: Any, token_ids: Sequence[int], guard: Any = None) -> np.ndarray:

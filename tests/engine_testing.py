@@ -86,10 +86,13 @@ def near_copies(seed: int, n: int, length: int, changes: int) -> list[list[int]]
 
 def reference_greedy(model, prompt: Sequence[int], n: int) -> list[int]:
     """Plain greedy decoding without any cache: argmax of a full forward per token."""
+    from rest_lsp.engine.forward import model_device
+
     ids = list(prompt)
+    device = model_device(model)  # the model may be on a GPU
     with torch.no_grad():
         for _ in range(n):
-            logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+            logits = model(input_ids=torch.tensor([ids], device=device)).logits[0, -1]
             ids.append(int(logits.argmax()))
     return ids[len(prompt) :]
 
@@ -153,3 +156,16 @@ def save_tiny(path, arch="llama", safetensors=True):
         for f in path.glob("*.safetensors"):
             f.unlink()
     return model
+
+
+def tree_of_parents(tokens=(5, 9, 11, 7), parents=(-1, 0, 0, 1)):
+    """``TreeInputs`` of a draft tree given by its tokens and parents (BFS order); the default is
+    a root with two children, the first with one child."""
+    from rest_lsp.engine.draft_tree import DraftTree
+    from rest_lsp.engine.tree_inputs import tree_inputs
+
+    depths: list[int] = []
+    for p in parents:
+        depths.append(0 if p < 0 else depths[p] + 1)
+    n = len(tokens)
+    return tree_inputs(DraftTree(tuple(tokens), tuple(parents), tuple(depths), tuple(range(n)), (0.0,) * n))

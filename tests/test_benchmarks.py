@@ -143,3 +143,18 @@ def test_the_repository_workload_warms_its_history_on_indexed_files_only(tmp_pat
     _, history = method_drafter("rest-merged", RetrievalConfig(), [], None, 64, 16, warm)
     assert history.to_list() == [1, 2, 3, -1, 4, 5, 6, -1]
     assert method_drafter("rest-sparse", RetrievalConfig(), [], None, 64, 16, warm)[1] is None
+
+
+def test_torch_only_methods_are_refused_on_the_llama_cpp_forward():
+    """Before: an AttributeError ('LlamaCppRunner' object has no attribute 'generate') mid-run."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from rest_lsp.benchmarks.humaneval import build_methods
+    from rest_lsp.config import Config
+    from rest_lsp.errors import ConfigError
+
+    loaded = SimpleNamespace(forward="llama.cpp", model=SimpleNamespace(config=SimpleNamespace(vocab_size=10)))
+    with pytest.raises(ConfigError, match="bench peers"):
+        build_methods(loaded, Config(), None, ["greedy", "hf_greedy"], 8)

@@ -90,15 +90,77 @@ def test_sampling_with_point_mass_rejects_impossible_drafts():
 
 
 def test_restricted_renormalises_over_the_allowed_tokens_only():
-    import numpy as np
+    import torch
 
-    from rest_lsp.engine.sampling import restricted
+    from rest_lsp.engine.sampling import SamplingParams, device_probabilities
 
-    probs = np.array([0.5, 0.2, 0.2, 0.1])
-    out = restricted(probs, np.array([1, 3]))
-    assert np.allclose(out, [0.0, 2 / 3, 0.0, 1 / 3])
+    def first_row(probs, allowed):
+        logits = torch.log(torch.tensor([probs, probs], dtype=torch.float32))
+        out = device_probabilities(logits, SamplingParams(1.0), np.array(allowed))
+        assert np.allclose(out[1].numpy(), probs, atol=1e-6)  # only the first row is restricted
+        return out[0].numpy()
+
+    assert np.allclose(first_row([0.5, 0.2, 0.2, 0.1], [1, 3]), [0.0, 2 / 3, 0.0, 1 / 3], atol=1e-6)
     # no mass on the allowed tokens: uniform over them rather than a division by zero
-    assert np.allclose(restricted(np.array([1.0, 0.0, 0.0]), np.array([1, 2])), [0.0, 0.5, 0.5])
+    assert np.allclose(first_row([1.0, 0.0, 0.0], [1, 2]), [0.0, 0.5, 0.5])
+
+
+def test_device_top_p_keeps_the_smallest_set_reaching_the_mass():
+    import torch
+
+    from rest_lsp.engine.sampling import SamplingParams, device_probabilities
+
+    probs = np.array([[0.1, 0.4, 0.3, 0.2], [0.25, 0.25, 0.25, 0.25]])
+    out = device_probabilities(torch.log(torch.tensor(probs, dtype=torch.float32)), SamplingParams(1.0, 0.6)).numpy()
+    assert np.allclose(out[0], [0.0, 4 / 7, 3 / 7, 0.0], atol=1e-6)
+    # ties: the smaller ids first (a stable sort), so 0.6 of mass takes tokens 0, 1, 2
+    assert np.allclose(out[1], [1 / 3, 1 / 3, 1 / 3, 0.0], atol=1e-6)
+
+
+def test_the_device_table_samples_exactly_the_model_distribution():
+    """The engine's path: the table computed by torch (here on the CPU) from logits."""
+    import torch
+
+    from rest_lsp.engine.acceptance import child_tokens, walk_sampled
+    from rest_lsp.engine.sampling import SamplingParams, sampling_table
+
+    rng = np.random.default_rng(1)
+    vocab = 4
+    p_root = np.array([0.5, 0.3, 0.15, 0.05])
+    p_after = {t: rng.dirichlet(np.ones(vocab)) for t in range(vocab)}
+    inputs = tree_inputs(tree_of(3, [[1, 2], [0]]))
+    probs = np.stack([p_root] + [p_after[int(t)] for t in inputs.tokens[1:]])
+    logits = torch.log(torch.tensor(probs, dtype=torch.float32))
+    kids = child_tokens(inputs)
+    gen = torch.Generator().manual_seed(3)
+    counts = {}
+    n = 6_000  # fewer than the host test's draws: each is a few torch calls
+    for _ in range(n):
+        out = walk_sampled(inputs, sampling_table(logits, SamplingParams(1.0), kids, gen), rng).new_tokens
+        if len(out) == 1:
+            out = (out[0], int(rng.choice(vocab, p=p_after[out[0]])))
+        counts[out[:2]] = counts.get(out[:2], 0) + 1
+    exact = _exact_two_token_distribution(p_root, p_after)
+    chi2 = sum((counts.get(k, 0) - n * p) ** 2 / (n * p) for k, p in exact.items() if p > 0)
+    assert chi2 < 47, (chi2, counts)  # 15 degrees of freedom: p-value 1e-4 at ~47
+
+
+def test_device_table_matches_its_host_reference():
+    import torch
+
+    from rest_lsp.engine.acceptance import child_tokens, table_from_probs
+    from rest_lsp.engine.sampling import SamplingParams, sampling_table
+
+    inputs = tree_inputs(tree_of(3, [[1, 2], [0]]))
+    probs = np.random.default_rng(2).dirichlet(np.ones(6), size=len(inputs))
+    table = sampling_table(torch.log(torch.tensor(probs, dtype=torch.float32)), SamplingParams(1.0),
+                           child_tokens(inputs), torch.Generator().manual_seed(0))
+    ref = table_from_probs(inputs, probs, np.random.default_rng(0))
+    assert np.allclose(table.child_p, ref.child_p, atol=1e-6)
+    assert np.allclose(table.total, 1.0, atol=1e-5)
+    kids = child_tokens(inputs)
+    for i, token in enumerate(table.bonus):  # a bonus is never one of its node's children
+        assert token not in kids[i][kids[i] >= 0]
 
 
 def test_argmax_among_takes_the_best_allowed_token_and_the_smaller_on_ties():

@@ -10,6 +10,8 @@ import pytest_asyncio
 from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
+from rest_lsp.engine.model import resolve_device
+
 from lsp_testing import (capabilities, init_options, make_tiny_model_dir, ready, server_command, server_env, wait_for_log,
                          wait_for_progress_end)
 
@@ -148,7 +150,7 @@ async def test_status_and_query_commands(session):
     client, _, _ = session
     status = await client.workspace_execute_command_async(lsp.ExecuteCommandParams(command="rest-lsp.status"))
     assert status["state"] == "ready"
-    assert status["model"]["device"] == "cpu"
+    assert status["model"]["device"] == str(resolve_device("auto"))  # model.device = "auto" here
     assert status["index"]
     found = await client.workspace_execute_command_async(lsp.ExecuteCommandParams(command="rest-lsp.query", arguments=["    return a"]))
     assert found["suffix_len"] > 0

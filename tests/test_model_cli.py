@@ -8,6 +8,7 @@ import pytest
 
 from rest_lsp import model_eval
 from rest_lsp.cli import main
+from rest_lsp.engine.model import resolve_device, resolve_dtype
 
 INFO_FIELDS = {"name", "kind", "why", "source", "model_type", "parameters", "device", "dtype", "embedded"}
 
@@ -17,7 +18,9 @@ def test_model_info_json(capsys):
     info = json.loads(capsys.readouterr().out)
     assert INFO_FIELDS <= info.keys()
     assert info["kind"] == "embedded" and "REST_LSP_DEFAULT_MODEL" in info["why"]
-    assert info["device"] == "cpu" and info["dtype"] == "float32"
+    device = resolve_device("auto")  # model.device and model.dtype are "auto": what this machine has
+    assert info["device"] == str(device)
+    assert info["dtype"] == str(resolve_dtype("auto", device)).removeprefix("torch.")
     assert info["parameters"] == info["embedded"]["parameters"]
 
 

@@ -153,6 +153,9 @@ class MethodSummary:
     latency_p50_ms: float
     latency_p95_ms: float
     time_split: dict[str, float] = field(default_factory=dict)
+    #: host work per decoding step outside the verification call (drafting, the tree,
+    #: acceptance, bookkeeping), ms; the forward's own packing and readout wait are not in it
+    host_ms_per_step: float = 0.0
     tokens_per_step_per_prompt: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,6 +190,7 @@ def summarize(runs: dict[str, list[Run]], reference: str = "greedy") -> list[Met
             latency_p50_ms=round(_pct([r.wall_s for r in rs], 0.5) * 1e3, 1),
             latency_p95_ms=round(_pct([r.wall_s for r in rs], 0.95) * 1e3, 1),
             time_split={k: round(v, 4) for k, v in split.items()},
+            host_ms_per_step=round(sum(r.draft_s + r.tree_s + r.other_s for r in rs) / steps * 1e3, 4) if steps else 0.0,
             tokens_per_step_per_prompt=[round(r.new_tokens / r.steps, 3) for r in rs if r.steps],
         ))
     return out
@@ -250,6 +254,14 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
     def default_drafter(with_store: bool = True) -> Any:
         return MergedDrafter(own() + ([datastore_drafter(store, r)] if with_store and store else []))
 
+    torch_only = sorted(set(names) & {"hf_greedy", "hf_prompt_lookup", "transformers_forward"})
+    if torch_only and loaded.forward == "llama.cpp":
+        from rest_lsp.errors import ConfigError
+
+        raise ConfigError(
+            f"methods {torch_only} need the model's torch weights, and this GGUF model runs on the "
+            "llama.cpp forward: leave them out (llama.cpp's own greedy and prompt lookup are "
+            "`rest-lsp bench peers`), or run on CUDA", methods=torch_only, forward=loaded.forward)
     eos = sorted(loaded.eos_token_ids)
     engine = Engine.from_loaded(loaded, config.decoding, default_drafter())
     methods: dict[str, MethodFn] = {}

@@ -129,7 +129,7 @@ def capture(engine: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
     import torch
 
     from rest_lsp.engine import kv_cache
-    from rest_lsp.engine.forward import causal_allowed, lm_logits, model_device, model_forward
+    from rest_lsp.engine.forward import causal_allowed, model_device, model_forward
     from rest_lsp.engine.readout import top_k_rows
 
     model = engine.model
@@ -142,9 +142,9 @@ def capture(engine: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
         ids = torch.as_tensor(list(prompt) + out, dtype=torch.long, device=device)
         n = len(ids)
         cache = kv_cache.new_cache(model)
-        states = model_forward(model, cache, ids, torch.arange(n, device=device),
-                               causal_allowed(n, 0, device), logits="hidden")[len(prompt) - 1:]  # [len(out)+1, hidden]
-        logits = lm_logits(model, states)  # [len(out)+1, vocab]
+        logits, states = model_forward(model, cache, ids, torch.arange(n, device=device),
+                                       causal_allowed(n, 0, device), logits="both")
+        logits, states = logits[len(prompt) - 1:], states[len(prompt) - 1:]  # [len(out)+1, vocab / hidden]
         top_k = top_k_rows(logits, range(len(states)), TOP_K)
         traces.append(Trace(list(prompt), out, gen.stats.stop_reason == "eos",
                             states.float().cpu().numpy(), top_k))

@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", default="auto")
     e.add_argument("--dtype", default="auto")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
-    e.add_argument("--forward", default="auto", choices=("auto", "packed", "transformers"),
-                   help="model.forward: the packed forward or transformers' (auto: packed where supported)")
+    e.add_argument("--forward", default="auto", choices=("auto", "packed", "static", "transformers"),
+                   help="model.forward: the packed, static (fixed shapes, CUDA graphs) or transformers' forward "
+                        "(auto: packed on the CPU, static on CUDA, where supported)")
     e.add_argument("--problems", type=int, default=20, help="first N HumanEval problems")
     e.add_argument("--max-new-tokens", type=int, default=128)
     e.add_argument("--index", default="", metavar="DIR", help="datastore; default: the default corpus index")
@@ -41,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--models", default="embedded,0.5b-shape",
                    help="comma-separated: embedded (the shipped weights), embedded-shape, 0.5b-shape, or a model path")
     c.add_argument("--forwards", default="packed,unpacked,transformers",
-                   help="comma-separated: packed (oneDNN-packed weights), unpacked (same forward, plain linear), transformers")
+                   help="comma-separated: packed (oneDNN-packed weights), unpacked (same forward, plain linear), "
+                        "static (fixed row buckets, $REST_LSP_ROW_BUCKETS; CUDA graphs on CUDA), transformers")
     c.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
     c.add_argument("--context", type=int, default=512, help="tokens in the KV cache under the k new rows")
     c.add_argument("--repeats", type=int, default=7, help="timed forwards per k (median kept)")
@@ -238,7 +240,7 @@ def run_cost_bench(args: argparse.Namespace) -> int:
             loaders[name] = lambda path=path: load_model(ModelConfig(name=path, device="cpu", dtype="float32",
                                                                      forward="transformers")).model
     forwards = [f.strip() for f in args.forwards.split(",") if f.strip()]
-    unknown = sorted(set(forwards) - {"packed", "unpacked", "transformers"})
+    unknown = sorted(set(forwards) - {"packed", "unpacked", "static", "transformers"})
     if unknown:
         raise ConfigError(f"unknown forwards {unknown}", forwards=unknown)
     print(f"c(k) over a {args.context}-token cache, {torch.get_num_threads()} threads, median of {args.repeats}")

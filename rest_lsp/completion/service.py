@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rest_lsp.completion.detokenizer import IncrementalText
 from rest_lsp.completion.figures import Figures, Outcome
 from rest_lsp.completion.health import Progress, check_tokenizer_fits, is_out_of_memory, open_verified, release_memory
 from rest_lsp.completion.fim import FimTokens, choose
@@ -306,10 +307,11 @@ class CompletionService:
         self.figures.requests += 1
         self.last_request_at = time.monotonic()
         prompt, cursor, removed = self.prompt_for(text, offset, uri)
-        tok = self.loaded.tokenizer
+        # the stop rule reads the output after every token: decoded incrementally, not whole
+        detokenizer = IncrementalText(self.loaded.tokenizer)
 
         def shown(ids: Sequence[int]) -> str | None:
-            return visible(tok.decode(list(ids), skip_special_tokens=True), removed)
+            return visible(detokenizer.text_of(ids), removed)
 
         def stop(ids: Sequence[int]) -> bool:
             text_now = shown(ids)

@@ -61,30 +61,79 @@ def greedy_accept(inputs: TreeInputs, predicted: np.ndarray) -> Acceptance:
     return Acceptance(nodes=tuple(nodes), drafts=tuple(drafts), bonus=wanted[node])
 
 
+@dataclass(frozen=True)
+class SamplingTable:
+    """What the sampled walk reads of a verified tree: a few numbers per node, not whole rows.
+
+    Built on the device (``sampling.sampling_table``: one copy to the host) or from host rows
+    (``table_from_probs``).  ``bonus[i]`` is a draw from node i's distribution with all of its
+    children's tokens removed (the residual when every child is rejected), or from the whole
+    distribution where the children held all of its mass.
+    """
+
+    #: [n, C] probability of each child's token at its parent, children in flat order (0 padding)
+    child_p: np.ndarray
+    #: [n] total mass of each node's row (1 up to rounding)
+    total: np.ndarray
+    #: [n] the bonus token drawn at each node
+    bonus: np.ndarray
+
+
+def child_tokens(inputs: TreeInputs) -> np.ndarray:
+    """[n, C] int64: each node's children's tokens in flat order, -1 padding (C >= 1)."""
+    n = len(inputs)
+    kids = [inputs.children(i) for i in range(n)]
+    out = np.full((n, max([1] + [len(k) for k in kids])), -1, dtype=np.int64)
+    for i, k in enumerate(kids):
+        out[i, : len(k)] = inputs.tokens[k]
+    return out
+
+
 def sample_accept(inputs: TreeInputs, probs: np.ndarray, rng: np.random.Generator) -> Acceptance:
     """Walk the tree accepting drafts by recursive residual rejection; ``probs``: [n, vocab]."""
+    return walk_sampled(inputs, table_from_probs(inputs, probs, rng), rng)
+
+
+def table_from_probs(inputs: TreeInputs, probs: np.ndarray, rng: np.random.Generator) -> SamplingTable:
+    """The ``SamplingTable`` of host rows ``probs`` [n, vocab] (the reference of the device one)."""
+    kids = child_tokens(inputs)
+    valid = kids >= 0
+    child_p = np.where(valid, np.take_along_axis(probs, np.maximum(kids, 0), axis=1), 0.0)
+    bonus = np.empty(len(inputs), dtype=np.int64)
+    for i in range(len(inputs)):
+        residual = np.array(probs[i], dtype=np.float64)
+        residual[kids[i][valid[i]]] = 0.0
+        bonus[i] = _draw(residual if residual.sum() > 0 else probs[i], rng)
+    return SamplingTable(child_p=child_p, total=probs.sum(axis=1), bonus=bonus)
+
+
+def walk_sampled(inputs: TreeInputs, table: SamplingTable, rng: np.random.Generator) -> Acceptance:
+    """Recursive residual rejection over the tree, from its ``SamplingTable``.
+
+    At a node, children are tried in order: child j is accepted with probability
+    p(x_j) / (mass left), each rejection removing its p(x_j) from the mass; when every child is
+    rejected (or no mass is left) the node's bonus draw ends the step.
+    """
     node = 0
     nodes = [0]
     while True:
-        residual = np.array(probs[node], dtype=np.float64)
+        mass = float(table.total[node])
         moved = False
-        for child in inputs.children(node):
-            token = int(inputs.tokens[child])
-            mass = residual.sum()
+        for j, child in enumerate(inputs.children(node)):
             if mass <= 0:
                 break
-            if rng.random() * mass < residual[token]:
+            p = float(table.child_p[node, j])
+            if rng.random() * mass < p:
                 node = int(child)
                 nodes.append(node)
                 moved = True
                 break
-            residual[token] = 0.0
+            mass -= p
         if not moved:
-            bonus = _draw(residual if residual.sum() > 0 else probs[node], rng)
             return Acceptance(
                 nodes=tuple(nodes),
                 drafts=tuple(int(inputs.tokens[i]) for i in nodes[1:]),
-                bonus=bonus,
+                bonus=int(table.bonus[node]),
             )
 
 

@@ -1,11 +1,12 @@
 """The draft budget: how many draft tokens to verify per step on this hardware.
 
 Speed per step is (expected tokens per step) / (step time).  The step time is the measured cost
-c(k) of verifying k = budget + 1 tree rows (plus the per-step overhead outside the model); the
-expected tokens per step is learnt online from the acceptance history.  Because the best-first
-cut is nested (``draft_tree``), one step verified at budget B also tells what every budget b <= B
-would have accepted: the accepted path nodes whose pick rank is <= b.  Larger budgets are
-explored now and then.  Pure Python; the measuring of c(k) lives in ``cost``.
+c(k) of verifying k = budget + 1 tree rows plus the step's overhead outside the model, learnt
+online as a + b*k (drafting and building the tree grow with k); the expected tokens per step is
+learnt online from the acceptance history.  Because the best-first cut is nested
+(``draft_tree``), one step verified at budget B also tells what every budget b <= B would have
+accepted: the accepted path nodes whose pick rank is <= b.  Larger budgets are explored now and
+then.  Pure Python; the measuring of c(k) lives in ``cost``.
 """
 
 from __future__ import annotations
@@ -106,6 +107,81 @@ def _interp(cost: CostModel, ks: np.ndarray) -> np.ndarray:
     return out
 
 
+def fit_line(
+    w: float, wk: float, wkk: float, wy: float, wky: float, slope_prior: float = 0.0
+) -> tuple[float, float]:
+    """(a, b) >= 0 minimising sum w (y - a - b k)^2 + slope_prior b^2, from the weighted sums.
+
+    The sums are of the weights w, and of w k, w k^2, w y, w k y.  No weight: (0, 0).  All
+    observations at one k: their mean, flat.
+    """
+    if w <= 0.0:
+        return 0.0, 0.0
+    mean_k, mean_y = wk / w, wy / w
+    spread = wkk - wk * mean_k  # sum w (k - mean k)^2
+    if spread <= 1e-9 * wkk:  # one k (up to rounding, or long forgotten others): no slope to fit
+        return max(mean_y, 0.0), 0.0
+    covariance = wky - wk * mean_y  # sum w (k - mean k)(y - mean y)
+    b = covariance / (spread + slope_prior)
+    a = mean_y - b * mean_k
+    if a >= 0.0 and b >= 0.0:
+        return a, b
+    # outside the quadrant the best fit inside lies on one of its edges: flat, or through 0
+    flat = (max(mean_y, 0.0), 0.0)
+    through_zero = (0.0, max(wky / (wkk + slope_prior), 0.0))
+
+    def loss(ab: tuple[float, float]) -> float:  # the objective less its constant sum w y^2
+        a, b = ab
+        return a * a * w + 2 * a * b * wk + b * b * (wkk + slope_prior) - 2 * a * wy - 2 * b * wky
+
+    return min(flat, through_zero, key=loss)
+
+
+@dataclass
+class OverheadModel:
+    """overhead(k) = a + b*k: a step's seconds outside the verification forward of k tree rows.
+
+    Fitted by exponentially weighted least squares to (rows, seconds) observations: drafting,
+    building the tree and accepting grow with the tree, and where a forward is cheap (~0.4 ms on
+    a GPU) that growth, not the forward, decides the best budget.
+    """
+
+    #: weight the past keeps at each new observation (~1 / (1 - forget) steps remembered)
+    forget: float = 0.95
+    #: squared-row spread, in observations, that holds the slope at 0 until the tree sizes seen
+    #: differ: one exploration step must not set a slope that then outlives its own weight
+    slope_prior: float = 1.0
+    #: the weighted sums of 1, k, k^2, y, k*y
+    w: float = 0.0
+    wk: float = 0.0
+    wkk: float = 0.0
+    wy: float = 0.0
+    wky: float = 0.0
+
+    def observe(self, k: int, seconds: float) -> None:
+        """Add one step of ``k`` rows that spent ``seconds`` outside the forward."""
+        f = self.forget  # a step's hot loop: plain floats
+        self.w = f * self.w + 1.0
+        self.wk = f * self.wk + k
+        self.wkk = f * self.wkk + k * k
+        self.wy = f * self.wy + seconds
+        self.wky = f * self.wky + k * seconds
+
+    def line(self) -> tuple[float, float]:
+        """(a, b): the intercept in seconds and the seconds per row."""
+        return fit_line(self.w, self.wk, self.wkk, self.wy, self.wky, self.slope_prior)
+
+    def __call__(self, k: int) -> float:
+        """Seconds outside the forward expected for a step of ``k`` rows."""
+        a, b = self.line()
+        return a + b * k
+
+    def curve(self, ks: np.ndarray) -> np.ndarray:
+        """overhead(k) for many k at once."""
+        a, b = self.line()
+        return a + b * np.asarray(ks, dtype=np.float64)
+
+
 def prior_accepted(budget: int) -> float:
     """A prior for expected accepted drafts at ``budget`` (shape of DESIGN 5b's oracle rows)."""
     return 0.0 if budget <= 0 else 0.3 + 0.13 * math.log2(budget)
@@ -160,7 +236,8 @@ class AdaptiveBudget:
     #: tree for nothing where verification is steep (llama.cpp on 2 cores: c(3) ~ 2.3 c(1))
     idle_explore_every: int = 32
     acceptance: AcceptanceModel | None = None
-    overhead_s: float = 0.0
+    #: the step's seconds outside the forward, a + b*k for k tree rows
+    overhead: OverheadModel = field(default_factory=OverheadModel)
     steps: int = 0
     #: steps between two choices of the best budget
     choose_every: int = 4
@@ -176,7 +253,8 @@ class AdaptiveBudget:
 
     def best(self) -> int:
         """The budget with the highest expected tokens per second right now."""
-        seconds = self._forward_curve() + self.overhead_s  # [max_budget + 1]
+        ks = np.arange(1, self.max_budget + 2)  # rows of budgets 0 .. max_budget
+        seconds = self._forward_curve() + self.overhead.curve(ks)  # [max_budget + 1]
         # monotone: a larger tree never accepts less
         accepted = np.maximum.accumulate(np.maximum(np.asarray(self.acceptance.means), 0.0))
         speed = (1.0 + accepted) / seconds[: len(accepted)]
@@ -203,4 +281,4 @@ class AdaptiveBudget:
     def observe(self, requested, tree, acceptance, forward_s, other_s) -> None:
         self.acceptance.observe(requested, tree, acceptance)
         self.cost.observe(len(tree), forward_s)
-        self.overhead_s += 0.05 * (other_s - self.overhead_s)
+        self.overhead.observe(len(tree), other_s)

@@ -2,14 +2,17 @@
 
 Measured through the real verification path (``verify_tree`` on a prefilled cache, then the rows
 dropped again), a few repeats per size, median kept.  Results are cached per model, dtype,
-device, thread count and library versions, so a server start measures once.
+device (the accelerator's or CPU's model, not just "cuda:0"), thread count, padded row counts and
+library versions, so a server start measures once.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -52,6 +55,9 @@ def measure_cost(
     limit = getattr(model, "max_rows", None)  # llama.cpp verifies at most this many rows exactly
     if limit is not None:
         sizes = sorted({k for k in sizes if k <= limit} | {int(limit)})
+    buckets = getattr(model, "row_buckets", None)
+    if buckets:
+        sizes = bucket_sizes(buckets)
     cache = kv_cache.new_cache(model)
     prefill(model, cache, [(11 * i + 5) % vocab for i in range(context_len)])
     verify_tree(model, cache, tree_inputs(chain_tree(min(4, max(sizes)), vocab)))  # warm-up
@@ -64,11 +70,50 @@ def measure_cost(
             _sync(device)
             t0 = time.perf_counter()
             logits = verify_tree(model, cache, inputs)
-            logits.argmax(-1).cpu()
+            logits.argmax(-1).cpu()  # the step reads its logits out too: part of c(k)
+            _sync(device)  # the copy waits for the forward today; a readout that stays on the device would not
             times.append(time.perf_counter() - t0)
             kv_cache.crop(cache, context_len)
         seconds.append(statistics.median(times))
     return CostModel(sizes=list(sizes), seconds=seconds)
+
+
+def cpu_model(cpuinfo: str) -> str:
+    """The "model name" line's value in the text of /proc/cpuinfo ("" without one)."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """This machine's CPU model, e.g. "AMD EPYC 7R13 Processor" (read once)."""
+    try:
+        name = cpu_model(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux
+        name = ""
+    # platform.processor() is often just the architecture ("x86_64"), yet better than nothing
+    return name or platform.processor() or platform.machine()
+
+
+def device_name(device: Any) -> str:
+    """The hardware behind ``device``: the GPU's name and compute capability, else the CPU's model."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{torch.cuda.get_device_name(device)} sm_{major}{minor}"
+    return cpu_name()
+
+
+def bucket_sizes(buckets: Sequence[int]) -> list[int]:
+    """The sizes that describe a forward padded to ``buckets``: each bucket and the row count just
+    above it, so that c(k) interpolated between them is the step function it is (flat up to a
+    bucket, a jump after it)."""
+    b = sorted(int(x) for x in buckets)
+    return sorted(set(b) | {x + 1 for x in b[:-1]})
 
 
 def cost_key(model: Any, extra: str = "") -> str:
@@ -76,12 +121,15 @@ def cost_key(model: Any, extra: str = "") -> str:
     import torch
     import transformers
 
-    p = next(model.parameters())
+    device = model_device(model)
+    p = next(iter(model.parameters()), None)  # a runner of its own may have none
     parts = [
         getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", ""),
         model.config.to_json_string(use_diff=False),
-        str(p.dtype),
-        str(p.device),
+        str(getattr(p, "dtype", "")),
+        str(device),
+        # "cuda:0" is an A100 on one machine and an H100 on the next: their curves differ
+        device_name(device),
         str(torch.get_num_threads()),
         torch.__version__,
         transformers.__version__,
@@ -89,6 +137,8 @@ def cost_key(model: Any, extra: str = "") -> str:
         str(getattr(model, "packed", "")),
         # llama.cpp: its file, threads and row limit set the curve
         str(getattr(model, "gguf", "")), str(getattr(model, "threads", "")), str(getattr(model, "max_rows", "")),
+        # a static (graphed) forward pads verification to these row counts: c(k) moves in steps
+        str(getattr(model, "row_buckets", "")),
         extra,
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

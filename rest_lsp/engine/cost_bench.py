@@ -43,13 +43,17 @@ def random_model(shape: str, dtype: Any = None) -> Any:
 
 
 def forwards_of(model: Any, which: Sequence[str]) -> dict[str, Any]:
-    """The runners to measure: name -> model-like object ("packed", "unpacked", "transformers")."""
+    """The runners to measure: name -> model-like object ("packed", "unpacked", "static",
+    "transformers")."""
     from rest_lsp.engine.packed_llama import PackedLlama, supports
+    from rest_lsp.engine.static_forward import StaticLlama
 
     out: dict[str, Any] = {}
     for name in which:
         if name == "transformers":
             out[name] = model
+        elif name == "static" and supports(model)[0]:
+            out[name] = StaticLlama(model)
         elif supports(model)[0]:
             out[name] = PackedLlama(model, pack=(name == "packed"))
     return out
@@ -89,7 +93,10 @@ def table(results: dict[str, Any]) -> str:
              "|---|---|---|" + "---|" * (len(SIZES) - 1)]
     for model_name, r in results.items():
         for fwd_name, rows in r["forwards"].items():
+            # a bucketed forward is measured at its buckets only: other sizes show "-"
             rel = rows["relative"]
-            lines.append(f"| {model_name} | {fwd_name} | {rows['ms'][1]:.2f} | "
-                         + " | ".join(f"{rel[k]:.2f}" for k in SIZES[1:]) + " |")
+            first = min(rows["ms"])
+            label = fwd_name if first == 1 else f"{fwd_name} (c({first}) as c(1))"
+            lines.append(f"| {model_name} | {label} | {rows['ms'][first]:.2f} | "
+                         + " | ".join(f"{rel[k]:.2f}" if k in rel else "-" for k in SIZES[1:]) + " |")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import torch
 
 from rest_lsp.engine import kv_cache
 from rest_lsp.engine.packed_llama import PackedLlama
+from rest_lsp.engine.static_forward import StaticLlama
 from rest_lsp.engine.tree_inputs import TreeInputs
 from rest_lsp.errors import ModelError
 
@@ -65,8 +66,8 @@ def model_forward(
 
     ``allowed`` [n, context + n] bool says which rows each token attends to.  Returns logits
     [n, vocab] ("all"), [1, vocab] ("last"), None ("none": prefill, where the packed forward
-    skips the LM head) or the final-norm hidden states [n, hidden] ("hidden": what the LM head
-    reads; the dense drafter's query and key).
+    skips the LM head), the final-norm hidden states [n, hidden] ("hidden": what the LM head
+    reads; the dense drafter's query and key) or both from the one forward ("both": a tuple).
     """
     if isinstance(model, PackedLlama):
         return model.forward(cache, tokens, positions, allowed, logits)
@@ -81,11 +82,13 @@ def model_forward(
             attention_mask=additive_mask(allowed, model_dtype(model)),  # [1, 1, n, context + n]
             position_ids=positions[None],  # [1, n]
             use_cache=True,
-            output_hidden_states=logits == "hidden",
+            output_hidden_states=logits in ("hidden", "both"),
             **kwargs,
         )
     if logits == "hidden":
         return out.hidden_states[-1][0]  # [n, hidden]: transformers appends it after the final norm
+    if logits == "both":
+        return out.logits[0], out.hidden_states[-1][0]  # [n, vocab], [n, hidden]
     return None if logits == "none" else out.logits[0]  # [n, vocab] (or [1, vocab])
 
 
@@ -130,8 +133,11 @@ def verify_tree(model: Any, cache: Any, inputs: TreeInputs, hidden: bool = False
     """Logits [n, vocab] of every tree node; the cache grows by the n tree rows.
 
     ``hidden``: also return the final-norm hidden states [n, hidden] (the same forward: the
-    logits are the LM head applied to them).
+    logits are the LM head applied to them).  The static forward pads the tree to a fixed row
+    count and runs it at fixed shapes (a CUDA graph on CUDA).
     """
+    if isinstance(model, StaticLlama):
+        return model.verify_tree(cache, inputs, hidden)
     if getattr(model, "own_attention", False):
         if hidden:
             raise no_hidden_states(model)
@@ -141,18 +147,7 @@ def verify_tree(model: Any, cache: Any, inputs: TreeInputs, hidden: bool = False
     tokens = torch.as_tensor(inputs.tokens, device=device)  # [n]
     positions = torch.as_tensor(inputs.position_ids(past), device=device)  # [n]
     allowed = tree_allowed(inputs.ancestor_mask, past, device)  # [n, past + n]
-    if not hidden:
-        return model_forward(model, cache, tokens, positions, allowed)
-    states = model_forward(model, cache, tokens, positions, allowed, logits="hidden")  # [n, hidden]
-    return lm_logits(model, states), states
-
-
-def lm_logits(model: Any, states: torch.Tensor) -> torch.Tensor:
-    """The LM head over final-norm hidden states: [n, hidden] -> [n, vocab]."""
-    with torch.inference_mode():
-        if isinstance(model, PackedLlama):
-            return model.lm_head(states)
-        return model.get_output_embeddings()(states)
+    return model_forward(model, cache, tokens, positions, allowed, logits="both" if hidden else "all")
 
 
 def hidden_states(model: Any, token_ids: Sequence[int], chunk: int = 256, overlap: int = 64,

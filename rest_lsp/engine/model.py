@@ -188,13 +188,15 @@ def gguf_weight_type(path: str) -> str:
 
 
 def choose_forward(model: Any, choice: str = "auto") -> tuple[Any, str, str]:
-    """(runner, "packed" | "transformers", why) for ``model`` under ``model.forward = choice``.
+    """(runner, "packed" | "static" | "transformers", why) for ``model`` under ``model.forward``.
 
     "auto" takes the packed forward where it is measured to win: a supported architecture on
-    the CPU in float32 (oneDNN-packed weights).  "packed" forces it (an error when unsupported);
-    "transformers" never uses it.
+    the CPU in float32 (oneDNN-packed weights); on CUDA, the static forward (fixed shapes, CUDA
+    graphs, docs/gpu.md).  "packed" and "static" force theirs (an error when unsupported);
+    "transformers" uses neither.
     """
     from rest_lsp.engine.packed_llama import PackedLlama, supports
+    from rest_lsp.engine.static_forward import StaticLlama
 
     if choice == "transformers":
         return model, "transformers", "model.forward = transformers"
@@ -206,9 +208,15 @@ def choose_forward(model: Any, choice: str = "auto") -> tuple[Any, str, str]:
         if not ok:
             raise ModelError(f"model.forward = packed, but {why}", forward=choice)
         return PackedLlama(model), "packed", "model.forward = packed"
+    if choice == "static":
+        if not ok:
+            raise ModelError(f"model.forward = static, but {why}", forward=choice)
+        return StaticLlama(model), "static", "model.forward = static"
     p = next(model.parameters())
     if not ok:
         return model, "transformers", why
+    if p.device.type == "cuda":
+        return StaticLlama(model), "static", "auto: CUDA, supported architecture (fixed shapes, CUDA graphs)"
     if p.device.type != "cpu" or str(p.dtype) != "torch.float32":
         return model, "transformers", f"auto: packed forward is for float32 on the CPU, not {p.dtype} on {p.device}"
     return PackedLlama(model), "packed", "auto: float32 on the CPU, supported architecture"

@@ -181,7 +181,9 @@ class StaticCache:
     @torch.inference_mode()  # the rows may be inference tensors (grown inside a forward)
     def _gather_rows(self, start: int, rows: list[int], first: int) -> None:
         """``keep_rows`` in one gather and one copy (any device, any row order)."""
-        index = torch.as_tensor([start + r for r in rows[first:]], dtype=torch.long, device=self.kv.device)
+        index = torch.as_tensor([start + r for r in rows[first:]], dtype=torch.long)
+        if self.kv.device.type == "cuda":  # from pinned memory: the copy does not wait for the host
+            index = index.pin_memory().to(self.kv.device, non_blocking=True)
         # index_select copies first, so overlapping source and target rows are safe
         self.kv[:, :, :, start + first : start + len(rows)] = self.kv.index_select(3, index)
 
@@ -230,36 +232,56 @@ class PackedLlama:
 
     # the forward ---------------------------------------------------------------------------
 
+    def rotation(self, h: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sign-folded sin [n, 1, head_dim] of ``positions`` [n] (``h`` [n, hidden] gives
+        the dtype and device)."""
+        cos, sin = self.rotary(h[None], positions[None])  # [1, n, head_dim] each
+        # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated): 3 ops fewer
+        half = self.head_dim // 2
+        sin = torch.cat((-sin[0][:, None, :half], sin[0][:, None, half:]), dim=-1)
+        return cos[0][:, None], sin
+
+    def attention_inputs(self, layer: Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q [n, hq, d], k [n, hk, d] (normed where the model norms them, rotated) and v [n, hk, d]
+        of one layer over the residual stream ``h`` [n, hidden]."""
+        n, hq, hk, d = h.shape[0], self.heads, self.kv_heads, self.head_dim
+        x = F.rms_norm(h, (h.shape[-1],), layer.norm_in, layer.eps_in)
+        qkv = layer.qkv(x)  # [n, (hq + 2 hk) d]
+        qk = qkv[:, : (hq + hk) * d].view(n, hq + hk, d)
+        v = qkv[:, (hq + hk) * d :].view(n, hk, d)
+        if layer.q_norm is not None:
+            qk = torch.cat((F.rms_norm(qk[:, :hq], (d,), layer.q_norm, layer.eps_qk),
+                            F.rms_norm(qk[:, hq:], (d,), layer.k_norm, layer.eps_qk)), dim=1)
+        qk = qk * cos + qk.roll(d // 2, dims=-1) * sin  # [n, hq + hk, d]: q and k rotated at once
+        return qk[:, :hq], qk[:, hq:], v
+
+    @staticmethod
+    def mlp_block(layer: Layer, h: torch.Tensor) -> torch.Tensor:
+        """The residual stream [n, hidden] after one layer's MLP (``h`` has its attention added)."""
+        x = F.rms_norm(h, (h.shape[-1],), layer.norm_post, layer.eps_post)
+        gate, up = layer.gate_up(x).chunk(2, dim=-1)  # [n, intermediate] each
+        return h + layer.down(F.silu(gate) * up)
+
     @torch.inference_mode()
     def forward(self, cache: StaticCache, tokens: torch.Tensor, positions: torch.Tensor,
                 allowed: torch.Tensor, logits: str = "all") -> torch.Tensor | None:
         """Append ``tokens`` [n] at ``positions`` [n] to ``cache``; logits [n or 1, vocab] or None.
 
         ``allowed`` [n, cache.length + n] bool: which cached and new rows each new row attends to.
-        ``logits``: "all" rows, the "last" row, "none" (prefill), or "hidden": the final-norm
-        hidden states [n, hidden] (what the LM head reads) instead of logits.
+        ``logits``: "all" rows, the "last" row, "none" (prefill), "hidden": the final-norm
+        hidden states [n, hidden] (what the LM head reads) instead of logits, or "both": the
+        logits and those states.
         """
         n = tokens.shape[0]
         past = cache.length
         cache.reserve(past + n)
         h = F.embedding(tokens, self.embed)  # [n, hidden]
-        cos, sin = self.rotary(h[None], positions[None])  # [1, n, head_dim] each
-        cos = cos[0][:, None]  # [n, 1, head_dim]
-        # rotate_half(x) * sin == roll(x, half) * (sin with its first half negated): 3 ops fewer
-        half = self.head_dim // 2
-        sin = torch.cat((-sin[0][:, None, :half], sin[0][:, None, half:]), dim=-1)  # [n, 1, head_dim]
+        cos, sin = self.rotation(h, positions)
         mask = allowed[None]  # [1, n, past + n]
         hq, hk, d = self.heads, self.kv_heads, self.head_dim
         for i, layer in enumerate(self.layers):
-            x = F.rms_norm(h, (h.shape[-1],), layer.norm_in, layer.eps_in)
-            qkv = layer.qkv(x)  # [n, (hq + 2 hk) d]
-            qk = qkv[:, : (hq + hk) * d].view(n, hq + hk, d)
-            v = qkv[:, (hq + hk) * d :].view(n, hk, d)
-            if layer.q_norm is not None:
-                qk = torch.cat((F.rms_norm(qk[:, :hq], (d,), layer.q_norm, layer.eps_qk),
-                                F.rms_norm(qk[:, hq:], (d,), layer.k_norm, layer.eps_qk)), dim=1)
-            qk = qk * cos + qk.roll(half, dims=-1) * sin  # [n, hq + hk, d]: q and k rotated at once
-            q, k = qk[:, :hq], qk[:, hq:]
+            q, k, v = self.attention_inputs(layer, h, cos, sin)
             cache.keys[i, :, past : past + n] = k.transpose(0, 1)
             cache.values[i, :, past : past + n] = v.transpose(0, 1)
             keys = cache.keys[i, :, : past + n]  # [hk, past + n, d]
@@ -267,10 +289,7 @@ class PackedLlama:
             o = F.scaled_dot_product_attention(
                 q.transpose(0, 1), keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=hq != hk
             )  # [hq, n, d]
-            h = h + layer.o(o.transpose(0, 1).reshape(n, hq * d))
-            x = F.rms_norm(h, (h.shape[-1],), layer.norm_post, layer.eps_post)
-            gate, up = layer.gate_up(x).chunk(2, dim=-1)  # [n, intermediate] each
-            h = h + layer.down(F.silu(gate) * up)
+            h = self.mlp_block(layer, h + layer.o(o.transpose(0, 1).reshape(n, hq * d)))
         cache.length = past + n
         if logits == "none":
             return None
@@ -279,5 +298,7 @@ class PackedLlama:
         h = F.rms_norm(h, (h.shape[-1],), self.norm, self.norm_eps)
         if logits == "hidden":
             return h  # [n, hidden]
+        if logits == "both":
+            return self.lm_head(h), h  # [n, vocab], [n, hidden]
         return self.lm_head(h)  # [n or 1, vocab]
 

@@ -4,7 +4,9 @@ On the CPU these run in numpy over the logits' own memory: torch's ``argmax`` an
 16k-token row with scalar code (152 vs 23 microseconds for 19 rows of the embedded model's
 vocabulary, 2 threads), which is a tenth of a small model's step.  numpy's ``argmax`` returns the
 first maximal index like torch's, so greedy decoding reads the same tokens either way.  On an
-accelerator the tensor stays where it is and torch does the work.
+accelerator the tensor stays where it is and torch does the work, and a step's readout is one
+device-to-host copy (``device_readout``: each row's argmax, and its top-k where a drafter
+observes them, from one ``topk`` over tie-free keys).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def top_k_rows(logits: torch.Tensor, rows: Sequence[int], k: int,
     data = _cpu_rows(logits)
     if data is None:
         index = torch.as_tensor(list(rows), dtype=torch.long, device=logits.device)
-        return logits.index_select(0, index).topk(k, dim=-1).indices.cpu().numpy()
+        return top_tokens(logits.index_select(0, index), k)
     k = min(k, data.shape[1])
     if k <= 0:
         return np.empty((len(rows), 0), dtype=np.int64)
@@ -75,3 +77,41 @@ def _top_k_row(row: np.ndarray, k: int, best: int | None) -> list[int]:
     for token, value in zip(reversed(found[:-1]), reversed(saved)):
         row[token] = value
     return found
+
+
+def readout_keys(logits: torch.Tensor) -> torch.Tensor:
+    """[n, vocab] int64 keys ordering each row's tokens by value, ties toward the smaller id.
+
+    float32 bits mapped to an order-preserving int32 (negative values' magnitude bits flipped;
+    -0.0 folded into +0.0 first), shifted up 32 bits, plus ``vocab - 1 - id``: distinct keys, so
+    ``topk`` over them is deterministic on any device (CUDA's ``topk`` leaves ties in no set order)
+    and its first column is ``argmax``'s first maximal index.
+    """
+    values = logits.float() + 0.0  # [n, vocab]; + 0.0 turns -0.0 into +0.0
+    bits = values.view(torch.int32)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
+    vocab = logits.shape[-1]
+    ids = torch.arange(vocab, device=logits.device, dtype=torch.int64)
+    return (ordered << 32) + (vocab - 1 - ids)
+
+
+def top_tokens(logits: torch.Tensor, k: int) -> np.ndarray:
+    """[n, k] int64 on the host: each row's k best tokens, best first (ties: smaller id), in one
+    device-to-host copy; column 0 is the row's argmax."""
+    vocab = logits.shape[-1]
+    keys = readout_keys(logits).topk(min(k, vocab), dim=-1).values  # [n, k], sorted descending
+    return (vocab - 1 - (keys & 0xFFFFFFFF)).cpu().numpy()
+
+
+def greedy_readout(logits: torch.Tensor, k: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """([n] argmax ids, [n, k] top-k ids or None) of logits [n, vocab] for a greedy step.
+
+    CPU: numpy's argmax; the top-k is left to ``top_k_rows`` on the accepted rows only.  An
+    accelerator: one ``topk`` over all rows (``k`` > 0) or an argmax, then one copy to the host.
+    """
+    if logits.device.type == "cpu":
+        return argmax_rows(logits), None
+    if k > 0:
+        top = top_tokens(logits, k)
+        return top[:, 0].copy(), top
+    return logits.argmax(dim=-1).cpu().numpy(), None

@@ -15,14 +15,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rest_lsp.engine import kv_cache
-from rest_lsp.engine.acceptance import Acceptance, greedy_accept, sample_accept
+from rest_lsp.engine.acceptance import Acceptance, child_tokens, greedy_accept, walk_sampled
 from rest_lsp.engine.budget import BudgetPolicy
 from rest_lsp.engine.draft_tree import build_draft_tree
 from rest_lsp.engine.drafter import Candidate, Drafter
 from rest_lsp.engine.source_weights import candidate_weights, source_credit
 from rest_lsp.engine.forward import verify_tree
-from rest_lsp.engine.readout import argmax_among, argmax_rows, top_k_rows
-from rest_lsp.engine.sampling import SamplingParams, probabilities, restricted
+from rest_lsp.engine.readout import argmax_among, greedy_readout, top_k_rows
+from rest_lsp.engine.sampling import SamplingParams, sampling_table, torch_generator
 from rest_lsp.engine.stats import GenerationStats
 from rest_lsp.engine.tree_inputs import tree_inputs
 from rest_lsp.errors import DecodingError
@@ -65,6 +65,7 @@ def speculative_decode(
     if sampling is not None and rng is None:
         rng = np.random.default_rng()
     out: list[int] = []
+    generator = None  # the bonus draws' torch generator, on the logits' device (made at first use)
     # drafters that query with the model's hidden state (dense drafts) get it from the
     # verification forward itself; a learning ``weigh`` sees which sources were accepted
     wants_hidden = bool(getattr(drafter, "wants_hidden", False))
@@ -99,17 +100,21 @@ def speculative_decode(
             logits, states = verify_tree(model, cache, inputs, hidden=True)  # [n, vocab], [n, hidden]
         else:
             logits = verify_tree(model, cache, inputs)  # [n, vocab]
+        top = None
         if sampling is None:
-            predicted = argmax_rows(logits)  # [n]
+            # one copy to the host on an accelerator: argmax and, where observed, the top-k
+            predicted, top = greedy_readout(logits, TOP_K if observe is not None else 0)  # [n], [n, k]
             if first_allowed is not None and not out:
                 predicted[0] = argmax_among(logits, 0, first_allowed)
         else:
-            probs = probabilities(logits, sampling)  # [n, vocab]
-            if first_allowed is not None and not out:
-                probs[0] = restricted(probs[0], first_allowed)
+            if generator is None:
+                generator = torch_generator(rng, logits.device)
+            # computed where the logits are: only a few numbers per node reach the host
+            table = sampling_table(logits, sampling, child_tokens(inputs), generator,
+                                   first_allowed if not out else None)
         t3 = time.perf_counter()
         acc: Acceptance = (
-            greedy_accept(inputs, predicted) if sampling is None else sample_accept(inputs, probs, rng)
+            greedy_accept(inputs, predicted) if sampling is None else walk_sampled(inputs, table, rng)
         )
         if observe is not None:
             # drafters that recycle the model's own top-k (Token Recycling); the accepted rows
@@ -117,7 +122,8 @@ def speculative_decode(
             # greedy acceptance already read each row's best token
             rows = list(acc.nodes)
             first = predicted if sampling is None else None
-            observe(inputs.tokens[rows], top_k_rows(logits, rows, TOP_K, first=first))  # [len(rows)], [len(rows), TOP_K]
+            best = top[rows] if top is not None else top_k_rows(logits, rows, TOP_K, first=first)
+            observe(inputs.tokens[rows], best)  # [len(rows)], [len(rows), TOP_K]
         kv_cache.keep_rows(cache, past, acc.nodes)
         new = acc.new_tokens
         context.extend(new)
@@ -132,7 +138,8 @@ def speculative_decode(
             step_done(credit, step_s, len(new), step_s - (t3 - t2))
         if wants_hidden:
             # the last accepted node's state predicted the bonus token: the next dense query
-            drafter.observe_hidden(states[acc.nodes[-1]], len(context))
+            # a copy: the static forward's states are overwritten by its next step
+            drafter.observe_hidden(states[acc.nodes[-1]].clone(), len(context))
         stats.steps += 1
         stats.drafted_tokens += tree.n_drafts
         stats.accepted_drafts += len(acc.drafts)
