@@ -210,3 +210,25 @@ def test_a_cursor_after_indentation_gets_a_statement_not_more_indentation(servic
     # the body goes on at the function's level or deeper (a 48-token cut may end mid-block, so
     # the whole is not parsed)
     assert all(line.startswith("    ") for line in completion.split("\n")[1:] if line.strip()), completion
+
+
+@pytest.mark.slow
+def test_the_static_forward_on_the_real_model_is_exact_on_the_cpu():
+    """The static forward (auto's choice on CUDA) run eagerly on the real 0.5B in float32: its
+    greedy output is transformers' plain greedy output, and REST through it is token-identical."""
+    from rest_lsp.config import ModelConfig
+    from rest_lsp.engine.engine import Engine
+    from rest_lsp.engine.model import load_model
+    from rest_lsp.engine.static_forward import StaticLlama
+
+    require_packaged_model()
+    hf = load_model(ModelConfig(name=NAME, threads=2, forward="transformers"))
+    static = StaticLlama(hf.model, buckets=(8,))
+    engine = Engine(static, eos_ids=sorted(hf.eos_token_ids))
+    reference = Engine(hf.model, eos_ids=sorted(hf.eos_token_ids))
+    ids = hf.tokenizer.encode(PROMPTS[0], add_special_tokens=False)
+    greedy = engine.complete(ids, 20, mode="greedy")
+    assert greedy.tokens == reference.complete(ids, 20, mode="greedy").tokens
+    rest = engine.complete(ids, 20, mode="rest")
+    assert rest.tokens == greedy.tokens
+    assert max(rest.stats.budgets) <= 7  # capped to the bucket
