@@ -93,6 +93,7 @@ class StaticLlama(PackedLlama):
         self._free: list[torch.Tensor] = []  # pooled cache buffers whose caches are gone
         self._inputs: dict[int, torch.Tensor] = {}  # bucket -> device int64 [packed_size]
         self._host: dict[int, torch.Tensor] = {}  # bucket -> host int64 [packed_size] (pinned on CUDA)
+        self._copied: dict[int, Any] = {}  # bucket -> CUDA event after its input copy
         self._captured: dict[tuple[int, int], tuple[Any, tuple]] = {}  # (buffer id, bucket) -> graph, outputs
         self.captures = 0
 
@@ -131,9 +132,15 @@ class StaticLlama(PackedLlama):
         past = cache.length
         cache.reserve(past + bucket)  # padding rows are written past the n kept ones
         host = self._host_buffer(bucket)
+        copied = self._copied.get(bucket)
+        if copied is not None and not copied.query():  # the last copy out of this pinned buffer
+            copied.synchronize()  # must be done (it is after a readout: query() says so, no wait)
         pack_step(inputs, past, bucket, out=host.numpy())
         device_in = self._device_buffer(bucket)
         device_in.copy_(host, non_blocking=True)
+        if self.device.type == "cuda":
+            self._copied[bucket] = torch.cuda.Event()
+            self._copied[bucket].record()
         logits, states = self._run(cache, bucket)
         cache.length = past + n
         if hidden:
