@@ -221,6 +221,10 @@ class ServerConfig:
     repo_header: str = "auto"
     #: completion items returned for an explicit (invoked) request, for cycling
     max_items: int = 3
+    #: seconds a completion request that arrives while the model or index is still loading waits
+    #: for them (then it is answered as usual; past it, empty, with the reason in the log), so
+    #: that the first request of a session is not lost; 0 answers such a request empty at once
+    ready_wait_s: float = 20.0
 
 
 @dataclass

@@ -13,6 +13,7 @@ from rest_lsp.config import (
     IndexConfig,
     ModelConfig,
     RetrievalConfig,
+    ServerConfig,
     default_of,
 )
 
@@ -62,6 +63,9 @@ def check(config: Config) -> list[str]:
         if value < low:
             problems.append(f"{type(section).__name__}.{name}={value} must be >= {low}")
             setattr(section, name, default_of(section, name))
+    if not 0 <= config.server.ready_wait_s < float("inf"):  # NaN and inf fail too (TOML has both)
+        problems.append(f"server.ready_wait_s={config.server.ready_wait_s!r} must be a finite number of seconds >= 0")
+        config.server.ready_wait_s = ServerConfig.ready_wait_s
     if config.decoding.temperature < 0:
         problems.append(f"decoding.temperature={config.decoding.temperature} must be >= 0")
         config.decoding.temperature = DecodingConfig.temperature

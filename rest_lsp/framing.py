@@ -12,6 +12,10 @@ checked by ``check_envelope`` and the lifecycle by ``Gate``, and only well-forme
 - JSON that is not a request, notification or response object (arrays too: LSP has no
   batches): ``-32600`` InvalidRequest, with the request's id when one can be read, else null;
 - a request whose params do not fit its method: ``-32602`` InvalidParams with its id;
+- leniency: a method whose params carry nothing (``void`` in the LSP metamodel: ``shutdown``,
+  ``exit``, the server-to-client refreshes; or an object without fields: ``initialized``) is
+  accepted with ``"params": null`` or without params, as clients in the wild send them
+  (``normalize_params``); ``params: null`` on any other method is still ``-32600``;
 - a request before ``initialize``: ``-32002`` ServerNotInitialized; notifications before it
   are dropped, except ``exit``;
 - a request after ``shutdown``: ``-32600`` InvalidRequest; notifications other than ``exit``
@@ -203,6 +207,42 @@ def decode_body(data: bytes) -> tuple[Any, Reply | None]:
         return None, Reply(None, PARSE_ERROR, f"Parse error: {type(exc).__name__}: {str(exc)[:200]}")
 
 
+def _paramless_methods() -> tuple[frozenset[str], frozenset[str]]:
+    """(methods whose params are ``void``, methods whose params are an object without fields),
+    read from the LSP metamodel as lsprotocol carries it."""
+    import attrs
+    from lsprotocol.types import METHOD_TO_TYPES
+
+    void, empty = set(), set()
+    for method, types in METHOD_TO_TYPES.items():
+        params = types[2]
+        if params is None:
+            void.add(method)
+        elif attrs.has(params) and not attrs.fields(params):
+            empty.add(method)
+    return frozenset(void), frozenset(empty)
+
+
+#: methods that take no params (shutdown, exit, ...) and methods whose params object has no
+#: fields (initialized): ``"params": null`` and absent params are accepted for them
+VOID_PARAMS, EMPTY_PARAMS = _paramless_methods()
+
+
+def normalize_params(value: Any) -> Any:
+    """``value`` with the params of a method that takes none made canonical: ``"params": null``
+    dropped (void methods), ``"params": null`` or absent made ``{}`` (an object without fields).
+
+    Anything else is returned as it is, for ``check_envelope`` to judge."""
+    if not isinstance(value, dict) or not isinstance(value.get("method"), str):
+        return value
+    method = value["method"]
+    if method in VOID_PARAMS and "params" in value and value["params"] is None:
+        return {k: v for k, v in value.items() if k != "params"}
+    if method in EMPTY_PARAMS and value.get("params") is None:
+        return {**value, "params": {}}
+    return value
+
+
 def check_envelope(value: Any) -> Reply | None:
     """None for a well-formed request, notification or response object, else the error to answer."""
     if isinstance(value, list):
@@ -278,6 +318,7 @@ class Edge:
     def handle_body(self, data: bytes) -> None:
         """One message body: checked, then handed to pygls."""
         value, reply = decode_body(data)
+        value = normalize_params(value)
         reply = reply or check_envelope(value)
         if reply is not None:
             self._answer(reply)

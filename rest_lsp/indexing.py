@@ -1,8 +1,13 @@
 """The server's background indexing (model, datastore, then the dense tier when asked), reported
-to the client with work-done progress (``$/progress``), and the history warm-up after it."""
+to the client with work-done progress (``$/progress``), and the history warm-up after it.
+
+A load counts as under way (``ls.loads_pending``) from ``start_indexing`` until the service's
+``start`` returns or fails; its end wakes the completion requests waiting for readiness
+(``server.ready_wait_s``)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -24,6 +29,17 @@ async def start_indexing(ls: Any, title: str, rebuild: bool = False, reload: boo
     """Load the model and build/open the index in the background, reported with ``$/progress``."""
     if ls.service is None:
         return
+    loop = asyncio.get_running_loop()
+    ls.load_started()  # before the progress round trip: requests meanwhile wait for this load
+    try:
+        await _submit(ls, loop, title, rebuild, reload)
+    except BaseException:
+        ls.load_ended()
+        raise
+
+
+async def _submit(ls: Any, loop: asyncio.AbstractEventLoop, title: str, rebuild: bool, reload: bool) -> None:
+    """Begin the progress and submit the load to the background worker (``start_indexing``)."""
     token = f"rest-lsp-index-{time.monotonic_ns()}"
     caps = ls.client_capabilities.window
     progress_ok = bool(caps and caps.work_done_progress)
@@ -71,9 +87,18 @@ async def start_indexing(ls: Any, title: str, rebuild: bool = False, reload: boo
         if warmup_wanted_of(ls.service):
             warm_up()
 
+    def load_ended() -> None:
+        try:
+            loop.call_soon_threadsafe(ls.load_ended)
+        except RuntimeError:  # the loop is closed: the server is exiting
+            pass
+
     def work() -> None:
         try:
-            ls.service.start(progress=report, rebuild=rebuild, reload=reload)
+            try:
+                ls.service.start(progress=report, rebuild=rebuild, reload=reload)
+            finally:
+                load_ended()  # ready or failed: the requests waiting for it go on
             message = ls.service.ready_message()
             dense = ls.service.wants_dense()
             if dense or warmup_wanted_of(ls.service):

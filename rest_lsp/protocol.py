@@ -1,4 +1,4 @@
-"""pygls's LSP protocol, with one leak of pygls 2.1 plugged (drop this when pygls fixes it)."""
+"""pygls's LSP protocol, with a leak and a crash of pygls 2.1 fixed (drop each when pygls fixes it)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,29 @@ import functools
 from pygls.protocol import LanguageServerProtocol
 
 
+class InFlight(dict):
+    """pygls's table of in-flight futures, iterated over a snapshot.
+
+    pygls 2.1's ``shutdown`` cancels every future of the table while it iterates over it, and
+    cancelling a ``concurrent.futures.Future`` (what pygls gives a notification or a request that
+    its built-in handlers wrap: ``initialized``, ``workspace/executeCommand``, ...) runs its done
+    callbacks at once, which take it out of the table: "dictionary changed size during iteration",
+    so a ``shutdown`` sent while such a handler was still awaiting (``initialized`` waits for the
+    client's answer to its progress token; an async command) was answered with an internal error
+    and the server never marked itself shut down (``exit`` then gave 1).
+    """
+
+    def items(self):  # type: ignore[override]
+        return list(super().items())
+
+
 class RestProtocol(LanguageServerProtocol):
-    """pygls's protocol, without its leak of one ``Future`` per notification handled."""
+    """pygls's protocol, without its leak of one ``Future`` per notification handled and without
+    its crash on ``shutdown`` while a wrapped handler is in flight (``InFlight``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._request_futures = InFlight(self._request_futures)
 
     def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None):
         # pygls 2.1 files the future of every generator handler (its own didOpen, didChange,

@@ -53,3 +53,31 @@ def query_answers(store, contexts, modes=MODES) -> list:
     """Every (candidates, suffix_len) a datastore gives for the contexts in each mode."""
     return [(r.candidates, r.suffix_len) for mode in modes for ctx in contexts
             for r in [store.retrieve(ctx, mode=mode)]]
+
+
+class LoopbackHttp:
+    """A ``ThreadingHTTPServer`` on a free 127.0.0.1 port serving ``handler`` in a thread: the
+    served index of the remote-tier tests (their handlers answer as ``datastore serve`` does)."""
+
+    def __init__(self, handler: type) -> None:
+        import http.server
+        import threading
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def answer(handler, status: int, body: bytes) -> None:
+    """Send one msgpack answer from a ``BaseHTTPRequestHandler`` (HTTP/1.1, with its length)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/msgpack")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

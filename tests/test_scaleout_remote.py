@@ -20,7 +20,7 @@ from indexer.remote import SLOW_STRIKES, Request, RemoteTier, encode_error, enco
 from indexer.shard import Shard
 from rest_lsp.config import Config, IndexConfig, RetrievalConfig
 from rest_lsp.errors import RemoteDatastoreError, TokenizerMismatchError
-from scaleout_testing import build_index, make_corpus, random_contexts
+from scaleout_testing import LoopbackHttp, answer, build_index, make_corpus, random_contexts
 
 BUDGET_MS = 40.0
 #: scheduling noise allowed on a shared 2-core machine on top of a budget
@@ -60,22 +60,14 @@ class FakeServer:
                     status, out = 200, encode_retrieval(candidates, longest, 0.0)
                 except Exception as exc:
                     status, out = encode_error(exc)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/msgpack")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                answer(self, status, out)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = LoopbackHttp(Handler)
+        self.url = self.http.url
 
     def close(self) -> None:
         self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.http.close()
 
 
 class FakeClock:

@@ -31,8 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--retries", type=int, default=None, metavar="N", help="Ray retries of a failed shard task (default 3)")
     b.set_defaults(func=run_build)
 
-    s = isub.add_parser("stats", help="counts and sizes of an index")
-    _where(s)
+    s = isub.add_parser("stats", help="counts and sizes of an index (workspace, corpus, sharded, compact or served)")
+    _where(s, any_kind=True)
+    s.add_argument("--remote", metavar="URL", default=None,
+                   help="a served index (`rest-lsp datastore serve`) instead of a local one")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=run_stats)
 
@@ -40,9 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _where(v)
     v.set_defaults(func=run_verify)
 
-    q = isub.add_parser("query", help="retrieve continuations of TEXT")
+    q = isub.add_parser("query", help="retrieve continuations of TEXT from an index (workspace, corpus, "
+                                      "sharded, compact or served)")
     q.add_argument("text", metavar="TEXT", help="the context (escape sequences like \\n are expanded)")
-    _where(q)
+    _where(q, any_kind=True)
     q.add_argument("--mode", choices=("longest", "all_lengths", "rest_paper"), default="longest")
     q.add_argument("--span", type=int, default=None)
     q.add_argument("--limit", type=int, default=20, help="candidates shown")
@@ -101,10 +104,12 @@ def _dense():
     return index_dense
 
 
-def _where(p: argparse.ArgumentParser) -> None:
+def _where(p: argparse.ArgumentParser, any_kind: bool = False) -> None:
     p.add_argument("--workspace", metavar="DIR", default=None, help="workspace root (default: .)")
+    kinds = (": a workspace or corpus index (`index build`), a sharded one (`index build --sharded/--ray`), "
+             "a compact tier (`index compact --out`) or a served index's http(s):// URL") if any_kind else ""
     p.add_argument("--index-dir", metavar="DIR", default=None,
-                   help="index directory (default: the user cache dir, keyed by workspace)")
+                   help=f"index directory (default: the user cache dir, keyed by workspace){kinds}")
     p.add_argument("--tokenizer", metavar="PATH", default=None,
                    help="tokenizer.json or model directory (default: the model's: model.name, else the default model)")
     p.add_argument("--config", metavar="FILE", default=None, help="config file (TOML or JSON)")
@@ -154,23 +159,47 @@ def _progress_bar(unit: str = "B"):
     return progress, bar.close
 
 
-def _open(args):
-    """The datastore an inspecting command names: --index-dir as is, else the workspace's."""
+def _located(args):
+    """The index an inspecting command names (``indexer.index_kind.IndexKind``): ``--remote``, else
+    ``--index-dir`` (a folder of any kind, or a served index's URL), else the workspace's index."""
     import os
+
+    from indexer import index_kind
+    from indexer.workspace_index import workspace_dir
+
+    if getattr(args, "remote", None):
+        return index_kind.detect(args.remote if index_kind.is_url(args.remote) else f"http://{args.remote}")
+    if args.index_dir:
+        return index_kind.detect(args.index_dir)
+    return index_kind.detect(workspace_dir(os.path.abspath(args.workspace or "."), _config(args).index))
+
+
+def _open(args, found=None):
+    """(the datastore of the index an inspecting command names, its tokenizer, its kind).
+
+    A workspace, corpus or sharded index opens as it is on disk (a workspace's with the configured
+    compact corpus tier, ``index.corpus_tier = "compact"``); a compact tier opens as the corpus
+    tier of a datastore with no other tier; a served index gives a datastore with no tier (the
+    configuration and tokenizer its queries are made with)."""
+    from pathlib import Path
 
     from indexer.datastore import Datastore
     from indexer.tokens import load_tokenizer
-    from indexer.workspace_index import workspace_dir
-
     from indexer.workspace_index import open_compact
 
+    found = found or _located(args)  # before the tokenizer: a folder of no kind fails at once
     config = _config(args)
     tok = load_tokenizer(_tokenizer_source(args, config))
-    index_dir = args.index_dir or workspace_dir(os.path.abspath(args.workspace or "."), config.index)
-    store = Datastore.open(index_dir, tok, config)
-    if config.index.corpus_tier == "compact":
-        store.use_compact(open_compact(config.index.corpus_compact_dir, tok))
-    return store, tok
+    if found.kind == "compact":
+        store = Datastore(tok, config.index, config.retrieval, index_dir=Path(found.location))
+        store.use_compact(open_compact(found.location, tok))
+    elif found.kind == "remote":
+        store = Datastore(tok, config.index, config.retrieval)
+    else:
+        store = Datastore.open(found.location, tok, config)
+        if config.index.corpus_tier == "compact" and found.kind == "workspace":
+            store.use_compact(open_compact(config.index.corpus_compact_dir, tok))
+    return store, tok, found
 
 
 def run_build(args) -> int:
@@ -248,11 +277,20 @@ def run_sharded_build(args) -> int:
 
 
 def run_stats(args) -> int:
-    store, _ = _open(args)
+    store, tok, found = _open(args)
     stats = store.stats()
-    dense = _dense().dense_stats(args)
-    if dense is not None:
-        stats["dense"] = dense
+    stats["index_dir"] = found.location
+    stats["index_kind"] = found.kind
+    if found.kind == "sharded":
+        stats["built_with"] = found.pointer.get("built_with")
+        stats["shard_tokens"] = found.pointer.get("shard_tokens")
+    if found.kind == "remote":
+        stats["corpus"] = _served_tier(found.location, tok, store.index_config)
+        stats["tiers"]["corpus"] = stats["corpus"]["tokens"]
+    if found.kind == "workspace":
+        dense = _dense().dense_stats(args)
+        if dense is not None:
+            stats["dense"] = dense
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
@@ -287,8 +325,26 @@ def run_prune(args) -> int:
     return 0
 
 
+def _served_tier(url: str, tok, index_config) -> dict:
+    """The corpus tier of a served index as ``index stats`` shows it: its ``/info``."""
+    from indexer.remote import RemoteTier
+
+    tier = RemoteTier(url, tok.identity, budget_ms=index_config.remote_budget_ms, retry_s=0)
+    try:
+        info = tier.info()
+    finally:
+        tier.close()
+    served = str(info.get("tokenizer"))
+    return {"kind": "remote", "url": url, "shards": int(info.get("shards", 0)), "docs": None,
+            "tokens": int(info.get("tokens", 0)), "bytes": None, "replicas": info.get("replicas"),
+            "served_dir": info.get("index_dir"),
+            "tokenizer": served, "tokenizer_matches": served == tok.identity}
+
+
 def _print_stats(stats: dict) -> None:
-    print(f"index: {stats['index_dir']}")
+    kind = stats.get("index_kind")
+    built = f": {stats['built_with']} build" if stats.get("built_with") else ""
+    print(f"index: {stats['index_dir']}" + (f" ({kind} index{built})" if kind else ""))
     t = stats["tokenizer"]
     print(f"tokenizer: {t['source']} (sha256 {t['identity'][:12]}, vocab {t['vocab_size']}, "
           f"separator {t['separator']!r} = {t['separator_id']})")
@@ -296,6 +352,12 @@ def _print_stats(stats: dict) -> None:
         s = stats[tier]
         if s.get("kind") == "compact":
             print(f"{tier:>9}: compact, {s['entries']:,} n-grams, {s['bytes'] / 1e6:.1f} MB")
+            continue
+        if s.get("kind") == "remote":
+            match = "" if s["tokenizer_matches"] else (f"; built with tokenizer {s['tokenizer'][:12]}, not this "
+                                                      f"one ({t['identity'][:12]}): its drafts would not fit")
+            print(f"{tier:>9}: served at {s['url']}, {s['shards']} shard(s), {s['tokens']:,} tokens, "
+                  f"{s['replicas']} replica(s){match}")
             continue
         per = f", {s['bytes'] / s['tokens']:.2f} bytes/token" if s["tokens"] else ""
         print(f"{tier:>9}: {s['shards']} shard(s), {s['docs']:,} docs, {s['tokens']:,} tokens, "
@@ -311,7 +373,13 @@ def _print_stats(stats: dict) -> None:
 
 
 def run_verify(args) -> int:
-    store, _ = _open(args)
+    from rest_lsp.errors import DatastoreError
+
+    found = _located(args)
+    if found.kind == "remote":
+        raise DatastoreError(f"{found.location} is a served index: verify its folder where it is served "
+                             "(`rest-lsp index verify --index-dir DIR`)", url=found.location)
+    store, _, _ = _open(args, found)
     problems = store.verify()
     for p in problems:
         print(f"corrupt: {p}")
@@ -320,17 +388,17 @@ def run_verify(args) -> int:
 
 
 def run_query(args) -> int:
-    if args.remote:
-        store, tok = _remote_store(args)
-    else:
-        store, tok = _open(args)
+    store, tok, found = _open(args)
     text = args.text.encode("utf-8").decode("unicode_escape") if "\\" in args.text else args.text
     ids = tok.encode(text)
-    if args.remote:
+    if found.kind == "remote":
         from indexer.remote import Request, RemoteTier
 
-        tier = RemoteTier(args.remote, tok.identity, budget_ms=store.index_config.remote_budget_ms, retry_s=0)
-        r = tier.fetch(Request.of_query(tok.identity, ids, store.query(ids, span=args.span, mode=args.mode)))
+        tier = RemoteTier(found.location, tok.identity, budget_ms=store.index_config.remote_budget_ms, retry_s=0)
+        try:
+            r = tier.fetch(Request.of_query(tok.identity, ids, store.query(ids, span=args.span, mode=args.mode)))
+        finally:
+            tier.close()
     else:
         r = store.retrieve(ids, span=args.span, mode=args.mode)
     w = store.retrieval_config.max_suffix
@@ -356,16 +424,6 @@ def run_query(args) -> int:
         for n in dense[: args.limit]:
             print(f"  {n['score']:.3f}  {n['path']}  {n['text']!r}")
     return 0
-
-
-def _remote_store(args):
-    """A datastore with no tiers: the configuration and tokenizer a remote query is made with."""
-    from indexer.datastore import Datastore
-    from indexer.tokens import load_tokenizer
-
-    config = _config(args)
-    tok = load_tokenizer(_tokenizer_source(args, config))
-    return Datastore(tok, config.index, config.retrieval), tok
 
 
 def _size(text: str) -> int:
