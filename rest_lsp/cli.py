@@ -16,7 +16,7 @@ from rest_lsp import __version__
 from rest_lsp.errors import RestLspError
 
 #: subcommand modules under rest_lsp.commands, in the order shown by --help
-COMMAND_MODULES: tuple[str, ...] = ("serve", "index", "datastore", "generate", "complete", "model", "bench")
+COMMAND_MODULES: tuple[str, ...] = ("serve", "index", "datastore", "generate", "complete", "model", "bench", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
