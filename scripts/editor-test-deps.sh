@@ -39,7 +39,8 @@ install_nvim() {
 
 install_extension_tools() {
     echo "== VS Code extension build tools (editors/vscode: npm ci)"
-    (cd editors/vscode && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
+    # again whenever package-lock.json is newer than what npm last installed (a new build tool)
+    (cd editors/vscode && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; })
 }
 
 install_code_server() {

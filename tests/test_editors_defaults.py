@@ -161,14 +161,33 @@ def test_both_editors_expose_the_same_options():
 
 
 def test_the_documented_options_are_there():
-    """The issue's list: model, device, max tokens, corpus roots, excludes, debounce, draft budget,
-    per-language enable."""
+    """The issues' lists: model, device, max tokens, corpus roots, excludes, debounce, draft budget,
+    per-language enable; and the options users change (issue 28): the model, the FIM template,
+    stop strings, remote datastores (and how long a step waits for them)."""
     wanted = {
         ("model", "name"), ("model", "device"), ("decoding", "max_new_tokens"), ("index", "corpus_roots"),
         ("index", "exclude_globs"), ("server", "debounce_ms"), ("decoding", "draft_budget"),
         ("server", "disabled_languages"),
+        ("server", "fim_template"), ("decoding", "stop"), ("index", "remote_datastores"), ("index", "remote_budget_ms"),
     }
     assert wanted <= set(vscode_options())
+
+
+def test_vscode_choices_are_the_servers():
+    """A setting with a fixed set of values offers exactly the values the server accepts
+    (``rest_lsp.config_check``), e.g. every FIM template the server knows; and every such server
+    option that VS Code exposes is offered as a choice."""
+    from rest_lsp.config_check import _CHOICES
+
+    choices = {(section, name): values for section, name, values in _CHOICES}
+    options = vscode_options()
+    for key, prop in options.items():
+        if "enum" in prop:
+            assert key in choices, f"{'.'.join(key)}: an enum in package.json, free text for the server"
+            assert prop["enum"] == list(choices[key]), f"{'.'.join(key)}: {prop['enum']} != server {list(choices[key])}"
+    for key in choices.keys() & options.keys():
+        assert "enum" in options[key], f"{'.'.join(key)}: the server takes only {choices[key]}; offer them"
+    assert options[("server", "fim_template")]["enum"][0] == "auto"
 
 
 def test_every_vscode_setting_is_documented_in_the_readme():

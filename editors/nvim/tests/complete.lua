@@ -6,12 +6,18 @@
 -- completion must come by itself (autotrigger); without, it is asked for (vim.lsp.completion.get).
 -- With "after_dismiss" (ghost text of Neovim 0.11), the ghost text is dismissed (C-]) and asked
 -- for again (C-Space); then "line" accepts its first line (C-l), "cycle" shows the next item
--- (M-]) and accepts that (Tab).
+-- (M-]) and accepts that (Tab).  With "words" (ghost text of Neovim 0.11), accept-word (M-Right)
+-- is pressed until no ghost text is left, the buffer and the ghost text recorded after each.
+-- With "init", that Lua file sets the plugin up (an install as a user makes it: the lazy.nvim
+-- stand-in, tests/lazy_stub.lua); "init": "" means the user's own config did (native packages);
+-- without, the driver puts the plugin on the runtimepath and calls setup() itself.
+-- With "health", `:checkhealth rest_lsp` runs once the server is ready (its lines in the report).
 -- It writes a JSON report to `out`:
 --   { mode, items (what the editor offered), ghost (the extmarks drawn), lines (the buffer after
 --     accepting), cursor, status, statusline, error }; with "commands": true also status_message
 --     and statusline_off; with "after_dismiss" also dismissed_lines (the buffer once the ghost
---     text was dismissed), ghost_invoked (drawn on request) and, cycling, ghost_next.
+--     text was dismissed), ghost_invoked (drawn on request) and, cycling, ghost_next; with
+--     "words" also word_steps ({ lines, ghost } after each accepted word); with "health" health.
 -- Every wait is on a condition with a timeout: blocking `vim.wait` while no key has to be
 -- typed, then (in insert mode, where typed keys are only read from the main loop) timers.
 
@@ -62,10 +68,17 @@ local function keys(s)
 end
 
 local ok, err = xpcall(function()
-  vim.opt.rtp:prepend(spec.plugin)
+  if spec.init == nil then
+    vim.opt.rtp:prepend(spec.plugin)
+  elseif spec.init ~= '' then
+    dofile(spec.init)
+  end
   vim.cmd('filetype on')
   local rest = require('rest_lsp')
-  rest.setup({ cmd = spec.cmd, settings = spec.settings, autotrigger = spec.type ~= nil, ui = spec.ui or 'ghost' })
+  report.installed_from = vim.api.nvim_get_runtime_file('lua/rest_lsp/init.lua', false)[1]
+  if spec.init == nil then
+    rest.setup({ cmd = spec.cmd, settings = spec.settings, autotrigger = spec.type ~= nil, ui = spec.ui or 'ghost' })
+  end
   vim.cmd.edit(vim.fn.fnameescape(spec.file))
   vim.bo.filetype = 'python'
   local bufnr = api.nvim_get_current_buf()
@@ -81,6 +94,13 @@ local ok, err = xpcall(function()
     end, 20),
     'the server never became ready: ' .. vim.inspect(rest.state)
   )
+  if spec.health then -- the server's own report, ready or failed
+    report.phase = rest.state.phase
+    vim.cmd('checkhealth rest_lsp')
+    report.health = api.nvim_buf_get_lines(0, 0, -1, false)
+    finish(nil)
+    return
+  end
   assert(rest.state.phase == 'ready', 'the server failed: ' .. vim.inspect(rest.state))
   note('ready')
   report.mode = rest.mode
@@ -170,6 +190,27 @@ local ok, err = xpcall(function()
             poll('accepted text', function()
               return not vim.deep_equal(api.nvim_buf_get_lines(bufnr, 0, -1, false), shown)
             end, 10000, done)
+          end
+          if spec.words then
+            -- accept-word until no ghost text is left: each press inserts one word, the rest stays drawn
+            local steps = {}
+            local function press()
+              local before = api.nvim_buf_get_lines(bufnr, 0, -1, false)
+              keys('<M-Right>')
+              poll('word ' .. (#steps + 1) .. ' accepted', function()
+                return not vim.deep_equal(api.nvim_buf_get_lines(bufnr, 0, -1, false), before)
+              end, 10000, function()
+                table.insert(steps, { lines = api.nvim_buf_get_lines(bufnr, 0, -1, false), ghost = ghost_marks() })
+                if #steps[#steps].ghost == 0 or #steps >= 30 then
+                  report.word_steps = steps
+                  done()
+                else
+                  press()
+                end
+              end)
+            end
+            press()
+            return
           end
           if not spec.after_dismiss then
             accept('<Tab>')

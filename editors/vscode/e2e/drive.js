@@ -6,9 +6,13 @@
 //     expected (the ghost text to wait for), expected_invoked (after Esc and Alt+\),
 //     expected_next (after Alt+], the request's next item; Tab accepts the last one shown),
 //     screenshot, out, timeout_ms, classic (use the suggestion list instead of the ghost text),
-//     bad_server_path: optional, set in the Settings editor at the end (a missing server) }
+//     bad_server_path: optional, set in the Settings editor at the end (a missing server),
+//     keys: optional, instead of the steps after the first ghost text: the extension's own keys,
+//       { accept_line (a key to press), accepted (the line it must leave in the editor),
+//         toggle (a key to press twice), bindings (keybindings to look up in the Keyboard
+//         Shortcuts editor, e.g. "shift+alt+l") } }
 // and writes a JSON report to `out`: { ghost, ghost_invoked, ghost_next, statusbar, saved, status_output,
-//     not_found_message, suggestions, error, events }.
+//     not_found_message, suggestions, toggled_off, toggled_on, keybindings, error, events }.
 // Every wait is on a condition with a timeout (no fixed sleeps).
 'use strict';
 
@@ -72,12 +76,50 @@ async function save(page) {
     await waitFor('saved', async () => ({ ok: fs.readFileSync(spec.path, 'utf8') !== before }), 30000);
 }
 
-/** Run a command by its title through the Command Palette (F1). */
+/** Run a command by its title through the Command Palette (F1): the row with exactly that label. */
 async function runCommand(page, title) {
     await page.keyboard.press('F1');
     await page.locator('.quick-input-widget input').fill('>' + title);
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
-    await page.keyboard.press('Enter');
+    const exact = new RegExp('^' + title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '$');
+    await page.locator('.quick-input-list .monaco-list-row')
+        .filter({ has: page.locator('.label-name', { hasText: exact }) }).first().click();
+}
+
+/** The text of the notification toasts shown now. */
+async function toasts(page) {
+    return (await page.locator('.notifications-toasts').innerText().catch(() => '')).replace(/\u00a0/g, ' ');
+}
+
+/** Click the status-bar item (Show Status) and wait for its summary message containing `text`. */
+async function statusSummary(page, text) {
+    await page.locator('.statusbar-item', { hasText: 'rest-lsp' }).first().click();
+    return waitFor(`status summary with ${text}`, async () => {
+        const shown = await toasts(page);
+        return { ok: shown.includes(text), value: shown };
+    }, 30000);
+}
+
+/**
+ * The rows of the Keyboard Shortcuts editor for one keybinding (searched as "key", an exact
+ * match): [{ command, key, when, source }], `command` as the editor labels it ("Title (id)" or
+ * the id), `source` "System" for VS Code's defaults or the extension's name.
+ */
+async function keybindingRows(page, key) {
+    await page.locator('.keybindings-editor .keybindings-header input').first().fill(`"${key}"`, { timeout: 30000 });
+    // filtered once every row shown is that key (the unfiltered table lists every command)
+    return waitFor(`keybindings of ${key}`, async () => {
+        const rows = await page.locator('.keybindings-editor .keybindings-table-container .monaco-list-row').evaluateAll((trs) =>
+            trs.map((tr) => ({
+                command: tr.querySelector('.command')?.getAttribute('aria-label') ?? null,
+                key: tr.querySelector('.monaco-keybinding')?.getAttribute('aria-label') ?? null,
+                when: tr.querySelector('.when-label')?.textContent ?? null,
+                // "System" or an extension's name: the label shown (rows are reused, and the
+                // other label is hidden with its old text, not removed)
+                source: Array.from(tr.querySelectorAll('.source .source-label .monaco-highlighted-label, .source .extension-label'))
+                    .filter((e) => e.checkVisibility() && e.textContent).map((e) => e.textContent).join(' ') || null,
+            })));
+        return { ok: rows.length > 0 && rows.every((r) => (r.key || '').toLowerCase() === key), value: rows };
+    }, 30000);
 }
 
 async function waitFor(what, fn, ms = timeout, every = 100) {
@@ -93,6 +135,40 @@ async function waitFor(what, fn, ms = timeout, every = 100) {
             throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last && last.value)}`);
         }
         await new Promise((resolve) => setTimeout(resolve, every));
+    }
+}
+
+/** The extension's keybindings, pressed in the editor that shows the ghost text. */
+async function extensionKeys(page, keys) {
+    // accept-line: the ghost text's first line (and its line break) goes into the document
+    await page.keyboard.press(keys.accept_line);
+    report.accepted_line = await waitFor('first line accepted', async () => {
+        const text = await page.evaluate(documentText);
+        return { ok: text.includes(keys.accepted), value: text.slice(-200) };
+    }, 10000);
+    await save(page);
+    report.saved = true;
+    // toggle: completions off (the message, the status bar, the server's status), then on again
+    await page.keyboard.press(keys.toggle);
+    report.toggled_off = await waitFor('completions off', async () => {
+        const s = await statusBarLabel(page);
+        return { ok: (await toasts(page)).includes('completions off') && !!s && /completions are off/.test(s.label || ''), value: s };
+    }, 30000);
+    // the server's own status says so (Show Status: "state ready (completions off); ...")
+    report.status_off = await statusSummary(page, 'state ready (completions off);');
+    await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+    await page.keyboard.press(keys.toggle);
+    report.toggled_on = await waitFor('completions on', async () => {
+        const s = await statusBarLabel(page);
+        return { ok: (await toasts(page)).includes('completions on') && !!s && /ready/.test(s.label || ''), value: s };
+    }, 30000);
+    report.status_on = await statusSummary(page, 'state ready;');
+    // the Keyboard Shortcuts editor: who binds each key
+    await runCommand(page, 'Preferences: Open Keyboard Shortcuts');
+    await page.locator('.keybindings-editor').waitFor({ timeout: 30000 });
+    report.keybindings = {};
+    for (const key of keys.bindings || []) {
+        report.keybindings[key] = await keybindingRows(page, key);
     }
 }
 
@@ -157,6 +233,10 @@ async function main() {
         if (spec.screenshot) {
             await page.screenshot({ path: spec.screenshot });
             note('screenshot');
+        }
+        if (spec.keys) {
+            await extensionKeys(page, spec.keys);
+            return;
         }
         // Esc dismisses the ghost text; asking explicitly (Alt+\, an Invoked request: the
         // server returns up to max_items items to cycle through) shows it again

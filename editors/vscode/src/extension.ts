@@ -35,6 +35,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         vscode.commands.registerCommand('restLsp.showStatus', () => controller?.showStatus()),
         vscode.commands.registerCommand('restLsp.reindex', () => controller?.reindex()),
         vscode.commands.registerCommand('restLsp.toggle', () => controller?.toggle()),
+        vscode.commands.registerCommand('restLsp.acceptLine', acceptLine),
         vscode.commands.registerCommand('restLsp.restart', () => controller?.restart()),
         vscode.workspace.onDidChangeConfiguration((e) => controller?.onConfigurationChanged(e)),
     );
@@ -99,7 +100,7 @@ class Controller implements vscode.Disposable {
                 .showErrorMessage(
                     `rest-lsp: the server executable "${wanted}" was not found` +
                         (wanted.includes(path.sep) ? '.' : ' on PATH.') +
-                        ' Install it (pip install rest-lsp, or scripts/install.sh in a checkout) and set' +
+                        ' Install it (scripts/install.sh in a clone, or pip install its wheel: see its README) and set' +
                         ' "rest-lsp.serverPath" to its full path, e.g. ~/rest-lsp/.venv/bin/rest-lsp.',
                     fix,
                 )
@@ -282,6 +283,16 @@ class Controller implements vscode.Disposable {
         this.bar.dispose();
         this.output.dispose();
     }
+}
+
+/**
+ * Accept the ghost text shown up to the end of its first line, line break included: the cursor
+ * goes to the start of the next line and the rest stays as ghost text, so pressing it again takes
+ * the next line.  VS Code's partial acceptance does the edit (undo, indentation and, when the
+ * line is all there is, the full acceptance that reaches the server as `rest-lsp.accepted`).
+ */
+export async function acceptLine(): Promise<void> {
+    await vscode.commands.executeCommand('editor.action.inlineSuggest.acceptNextLine');
 }
 
 /** The executable: a path (checked) or a name looked up on PATH; undefined when not found. */

@@ -110,7 +110,7 @@ export class StatusBar implements vscode.Disposable {
             indexing: `rest-lsp: indexing ${this.progress}`,
             ready: busy ? 'rest-lsp: completing…' : `rest-lsp: ready${this.figures ? ` (last completion: ${this.figures})` : ''}`,
             busy: 'rest-lsp: completing…',
-            off: 'rest-lsp: completions are off (rest-lsp: Toggle Completions)',
+            off: 'rest-lsp: completions are off (rest-lsp: Toggle Completions, Shift+Alt+T)',
             stopped: 'rest-lsp: the server is not running',
             error: `rest-lsp: error ${this.progress}`,
         };

@@ -18,6 +18,7 @@ return {
   keys = {
     accept = '<Tab>', -- accept the ghost text (falls back to a Tab)
     accept_line = '<C-l>', -- 0.11 ghost text: accept its first line
+    accept_word = '<M-Right>', -- ghost text: accept its next word (the rest stays shown on 0.11)
     dismiss = '<C-]>', -- 0.11 ghost text: dismiss it
     next = '<M-]>', -- ghost text: next candidate
     prev = '<M-[>', -- ghost text: previous candidate
@@ -35,6 +36,8 @@ return {
       corpus_roots = {}, -- extra folders to retrieve from; empty means the Python standard library
       exclude_globs = {}, -- extra gitignore-style patterns never indexed
       index_dir = '', -- empty means the user cache directory
+      remote_datastores = {}, -- served corpus indexes (`rest-lsp datastore serve`), 'http://host:port', one more tier each
+      remote_budget_ms = 5.0, -- the most a decoding step waits for the remote tiers
     },
     decoding = {
       max_new_tokens = 64,

@@ -1,8 +1,8 @@
 -- Ghost text for Neovim 0.11 (0.12+ has vim.lsp.inline_completion): the plugin asks for
 -- `textDocument/inlineCompletion` itself, debounced, cancelling the request in flight, and draws
 -- the first item with extmarks (the first line inline at the cursor, the rest as virtual lines).
--- Accept it whole (Tab), its first line only, or dismiss it; cycle through the items of an
--- explicit request (several); moving or typing clears it.
+-- Accept it whole (Tab), its first line only, its next word (the rest stays shown), or dismiss
+-- it; cycle through the items of an explicit request (several); moving or typing clears it.
 
 local M = {}
 
@@ -188,11 +188,51 @@ function M.accept(bufnr, line_only)
     client_call(it.client, 'request', 'workspace/executeCommand',
       { command = it.command.command, arguments = it.command.arguments }, function() end, bufnr)
   end
-  b.accepted = true -- the text change it makes asks for nothing
+  b.accepted, b.partial = true, false -- the text change it makes asks for nothing
   return true
 end
 
---- Ghost text in `bufnr` for `client`; `keys` = { accept, accept_line, dismiss, next, prev },
+--- Insert the next word of the ghost text (`rest_lsp.words.next_word`) and keep showing the rest
+--- of each candidate that goes on with that word; the last word accepts the completion (and
+--- reports it, as Tab does).  False when no ghost text is shown.
+function M.accept_word(bufnr)
+  local b = buffers[bufnr]
+  local it = b and b.item
+  if not it then
+    return false
+  end
+  local words = require('rest_lsp.words')
+  local function rest_of(c) -- what candidate `c` would still insert at the cursor
+    local line = api.nvim_buf_get_lines(bufnr, c.row, c.row + 1, false)[1] or ''
+    return c.text:sub(#line:sub(c.start_col + 1, c.col) + 1)
+  end
+  local rest = rest_of(it)
+  local word = words.next_word(rest)
+  if word == rest then
+    return M.accept(bufnr, false)
+  end
+  local kept, index = {}, 1
+  for _, c in ipairs(b.items) do
+    local left = rest_of(c)
+    if left:sub(1, #word) == word then
+      table.insert(kept, { text = left:sub(#word + 1), command = c.command, client = c.client })
+      if c == it then
+        index = #kept
+      end
+    end
+  end
+  words.insert_at_cursor(bufnr, word)
+  local row, col = unpack(api.nvim_win_get_cursor(0))
+  for _, c in ipairs(kept) do
+    c.row, c.col, c.start_col = row - 1, col, col
+  end
+  b.items, b.index = kept, index
+  b.accepted, b.partial = true, true -- the text change it makes neither asks nor clears
+  draw(bufnr, b)
+  return true
+end
+
+--- Ghost text in `bufnr` for `client`; `keys` = { accept, accept_line, accept_word, dismiss, next, prev },
 --- `delay` in ms.
 function M.attach(bufnr, client, keys, delay)
   if buffers[bufnr] then
@@ -214,6 +254,10 @@ function M.attach(bufnr, client, keys, delay)
     group = group,
     buffer = bufnr,
     callback = function()
+      if b.accepted and b.partial then -- a word was accepted: the rest of the ghost text stays
+        b.accepted, b.partial = false, false
+        return
+      end
       cancel(b)
       M.clear(bufnr)
       if b.accepted then
@@ -271,6 +315,9 @@ function M.attach(bufnr, client, keys, delay)
   map(keys.accept_line, function()
     M.accept(bufnr, true)
   end, 'rest-lsp: accept the first line of the ghost text')
+  map(keys.accept_word, function()
+    M.accept_word(bufnr)
+  end, 'rest-lsp: accept the next word of the ghost text')
   map(keys.dismiss, function()
     M.clear(bufnr)
   end, 'rest-lsp: dismiss the ghost text')

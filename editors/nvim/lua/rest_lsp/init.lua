@@ -1,8 +1,9 @@
 -- rest-lsp for Neovim: starts `rest-lsp serve --stdio` for file buffers and shows its completions.
 --
--- Neovim >= 0.12: ghost text through `vim.lsp.inline_completion` (Tab accepts, M-] / M-[ cycle).
--- Neovim 0.11: ghost text drawn by the plugin (rest_lsp.ghost: Tab accepts, C-l accepts a line,
--- C-] dismisses, C-Space asks, M-] / M-[ cycle), or with `ui = 'popup'` the completion popup
+-- Neovim >= 0.12: ghost text through `vim.lsp.inline_completion` (Tab accepts, M-Right accepts a
+-- word, M-] / M-[ cycle).  Neovim 0.11: ghost text drawn by the plugin (rest_lsp.ghost: Tab
+-- accepts, C-l accepts a line, M-Right a word, C-] dismisses, C-Space asks, M-] / M-[ cycle), or
+-- with `ui = 'popup'` the completion popup
 -- through `vim.lsp.completion` (multi-line items are inserted whole on accept).  Neovim 0.10:
 -- the omnifunc (<C-x><C-o>).
 --
@@ -23,6 +24,11 @@ M.state = {
   last = nil, -- { latency_ms, tokens_per_step } of the last completion
   enabled = true,
   pending = 0,
+  --- the server's prompt template line ("rest-lsp: prompt template qwen (detected); fill-in-the-
+  --- middle on; …" or "… no FIM template fits the model …"), logged when the model loads
+  fim = nil,
+  --- the last error the server reported: { message, time (os.time()) }
+  last_error = nil,
 }
 
 M.config = nil
@@ -179,9 +185,29 @@ local function on_request(ev)
   redraw()
 end
 
---- `window/logMessage`: the ready line (also the end of progress) and failures.
+--- Remember an error the server reported (`:checkhealth rest_lsp` shows the last one).
+local function note_error(message)
+  M.state.last_error = { message = message, time = os.time() }
+end
+
+--- `window/showMessage`: errors and warnings (a model that fails, a bad setting) are remembered.
+local function show_message_handler(err, result, ctx, config)
+  if result and type(result.message) == 'string' and (result.type == 1 or result.type == 2) then
+    note_error(result.message)
+  end
+  return vim.lsp.handlers['window/showMessage'](err, result, ctx, config)
+end
+
+--- `window/logMessage`: the ready line (also the end of progress), the prompt template and failures.
 local function log_message_handler(err, result, ctx, config)
   local message = result and result.message or ''
+  if message:find('prompt template', 1, true) or message:find('no FIM template', 1, true)
+    or message:find('has no FIM tokens', 1, true) then
+    M.state.fim = message
+  end
+  if result and result.type == 1 then -- Error
+    note_error(message)
+  end
   if message:sub(1, #'rest-lsp ready') == 'rest-lsp ready' then
     if M.state.phase == 'starting' or M.state.phase == 'indexing' then
       M.state.phase = M.state.enabled and 'ready' or 'disabled'
@@ -191,6 +217,7 @@ local function log_message_handler(err, result, ctx, config)
   elseif message:find('indexing failed', 1, true) then
     M.state.phase = 'error'
     M.state.progress = message
+    note_error(message)
     redraw()
   end
   return vim.lsp.handlers['window/logMessage'](err, result, ctx, config)
@@ -234,6 +261,33 @@ local function on_complete_done(bufnr)
   api.nvim_win_set_cursor(0, { last_row, last_col })
 end
 
+--- Accept-word on Neovim 0.12+: insert the next word of `item` (a vim.lsp.inline_completion.Item:
+--- insert_text, range as a vim.Range or nil for the cursor, command, client_id); the last word
+--- runs the item's command (the acceptance the server counts), as accepting it whole does.
+local function accept_word_of(bufnr, item)
+  local words = require('rest_lsp.words')
+  local text = item.insert_text
+  text = type(text) == 'table' and text.value or text
+  if type(text) ~= 'string' then
+    return
+  end
+  local row, col = unpack(api.nvim_win_get_cursor(0))
+  local start = item.range and item.range.start
+  local typed = ''
+  if start and start.row == row - 1 and start.col <= col then
+    typed = (api.nvim_buf_get_lines(bufnr, row - 1, row, false)[1] or ''):sub(start.col + 1, col)
+  end
+  local rest = text:sub(1, #typed) == typed and text:sub(#typed + 1) or text
+  local word = words.next_word(rest)
+  words.insert_at_cursor(bufnr, word)
+  if word == rest and item.command then
+    local client = vim.lsp.get_client_by_id(item.client_id)
+    if client then
+      client:exec_cmd(item.command, { bufnr = bufnr })
+    end
+  end
+end
+
 --- Keys and completion for one buffer (LspAttach of a rest-lsp client).
 local function on_attach(client, bufnr)
   local config = M.config
@@ -257,6 +311,15 @@ local function on_attach(client, bufnr)
         return keys.accept
       end
     end, { expr = true, replace_keycodes = true, desc = 'rest-lsp: accept the completion' })
+    map(keys.accept_word, function()
+      -- get() hands the shown item to on_accept, which inserts its next word only; Neovim then
+      -- asks again at the new cursor (the rest of the completion, as the server sees it now)
+      if not vim.lsp.inline_completion.get({ on_accept = function(item)
+        accept_word_of(bufnr, item)
+      end }) then
+        return keys.accept_word
+      end
+    end, { expr = true, replace_keycodes = true, desc = 'rest-lsp: accept the next word of the completion' })
     map(keys.next, function()
       vim.lsp.inline_completion.select({ count = 1 })
     end, { desc = 'rest-lsp: next completion' })
@@ -425,7 +488,7 @@ function M.setup(opts)
     filetypes = config.filetypes,
     root_markers = config.root_markers,
     init_options = init_options,
-    handlers = { ['window/logMessage'] = log_message_handler },
+    handlers = { ['window/logMessage'] = log_message_handler, ['window/showMessage'] = show_message_handler },
     on_init = function()
       if M.state.phase == 'off' then
         M.state.phase = 'starting'
@@ -438,7 +501,7 @@ function M.setup(opts)
   }
   if vim.fn.executable(config.cmd[1]) == 0 then
     vim.notify(
-      ('rest-lsp: the server executable %q was not found. Install rest-lsp (pip install rest-lsp) and pass '
+      ('rest-lsp: the server executable %q was not found. Install rest-lsp (bash scripts/install.sh in a clone, or its wheel: see its README) and pass '
         .. "its full path: require('rest_lsp').setup({ cmd = { '/path/to/rest-lsp', 'serve', '--stdio' } })"):format(
         config.cmd[1]
       ),
