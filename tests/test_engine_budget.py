@@ -84,3 +84,24 @@ def test_warm_up_measures_the_cost_once(tmp_path, monkeypatch):
     engine.warm_up()
     assert isinstance(engine.policy(), AdaptiveBudget) and len(list(tmp_path.iterdir())) == 1
     assert engine.complete([1, 2, 3], 2).stats.reused_tokens == 0
+
+
+def test_a_noisy_cached_point_above_a_larger_size_is_not_believed():
+    """A c(2) measured while the machine was busy (1.26 s beside c(3) = 47 ms) would keep budget 1
+    from ever being tried, so never corrected: the curve is non-decreasing in k."""
+    import numpy as np
+
+    from rest_lsp.engine.budget import AdaptiveBudget, CostModel
+
+    cost = CostModel(sizes=[1, 2, 3], seconds=[0.030, 1.255, 0.047])
+    assert cost.envelope() == [0.030, 0.047, 0.047]
+    assert cost(2) == 0.047 and cost(3) == 0.047
+    assert np.allclose(cost.curve(np.array([1, 2, 3])), [0.030, 0.047, 0.047])
+    assert cost.seconds[1] == 1.255  # the measured points themselves are kept (online updates move them)
+    policy = AdaptiveBudget(cost, max_budget=2)
+    policy.acceptance.means = [0.0, 0.9, 0.9]  # one draft is accepted 90% of the time
+    assert policy.best() == 1  # 1.9 tokens for 47 ms beats 1 token for 30 ms
+    # where no larger size contradicts it, a high point is believed: budget 1 is not chosen
+    steep = AdaptiveBudget(CostModel([1, 2], [0.030, 2.0]), max_budget=1)
+    steep.acceptance.means = [0.0, 0.9]
+    assert steep.best() == 0

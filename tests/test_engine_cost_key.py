@@ -68,3 +68,31 @@ def test_cpu_model_is_read_from_cpuinfo():
     assert cpu_model("processor\t: 0\nCPU part\t: 0xd0c\n") == ""  # an Arm board: the fallback
     assert cpu_name() and cpu_name() is cpu_name()  # read once
     assert device_name(torch.device("cpu")) == cpu_name()
+
+
+def test_an_implausible_curve_is_measured_again_and_never_cached(tmp_path, monkeypatch):
+    """A busy machine once cached c(1) = 1.70 s and c(2) = 1.26 s beside c(3) = 47 ms, and every
+    later start believed it."""
+    import json
+
+    from rest_lsp.engine import cost as cost_mod
+    from rest_lsp.engine.budget import CostModel
+
+    monkeypatch.setattr(cost_mod, "cost_key", lambda model: "k")
+    busy = CostModel([1, 2, 3], [1.70, 1.26, 0.047])
+    calm = CostModel([1, 2, 3], [0.020, 0.037, 0.047])
+    assert not cost_mod.plausible(busy) and cost_mod.plausible(calm)
+    assert cost_mod.plausible(CostModel([1, 2, 4], [0.105, 0.122, 0.089]))  # within 1.5x: oneDNN's real dip
+
+    measured = [busy, busy]
+    monkeypatch.setattr(cost_mod, "measure_cost", lambda model, **kw: measured.pop(0))
+    assert cost_mod.cached_cost(object(), cache_dir=tmp_path).seconds == busy.seconds
+    assert not (tmp_path / "k.json").exists()  # twice implausible: used, not kept
+
+    measured[:] = [busy, calm]
+    assert cost_mod.cached_cost(object(), cache_dir=tmp_path).seconds == calm.seconds
+    assert json.loads((tmp_path / "k.json").read_text())["seconds"] == calm.seconds
+
+    (tmp_path / "k.json").write_text(json.dumps(busy.to_dict()))  # a bad curve cached by an older version
+    measured[:] = [calm]
+    assert cost_mod.cached_cost(object(), cache_dir=tmp_path).seconds == calm.seconds

@@ -130,7 +130,9 @@ def test_budget_choice_follows_the_cost_model_it_caches():
     first = policy.best()
     assert first == AdaptiveBudget(cost(), max_budget=16, acceptance=policy.acceptance).best() == 16
     for _ in range(100):
-        policy.cost.observe(8, 100.0)  # a measured size moves: the cached curve must follow
+        # a measured size moves (the largest: a point above a larger size's is not believed,
+        # CostModel.envelope): the cached curve must follow
+        policy.cost.observe(64, 100.0)
     fresh = AdaptiveBudget(CostModel(sizes=[1, 8, 64], seconds=list(policy.cost.seconds)), max_budget=16,
                            acceptance=policy.acceptance)
     assert policy.best() == fresh.best() != first

@@ -58,8 +58,19 @@ class CostModel:
     #: weight of a new online observation of a measured size
     learning_rate: float = 0.05
 
+    def envelope(self) -> list[float]:
+        """The measured seconds made non-decreasing in k: each the least of its own and every
+        larger size's.  A tree of k rows costs at most what a larger one does (it could be padded
+        to it), so a measured point above a larger one is noise: a measurement taken while the
+        machine was busy, which the cache would otherwise keep (seen: c(2) = 1.26 s beside
+        c(3) = 47 ms, so that budget 1 was never tried and never corrected)."""
+        out = list(self.seconds)
+        for i in range(len(out) - 2, -1, -1):
+            out[i] = min(out[i], out[i + 1])
+        return out
+
     def __call__(self, k: int) -> float:
-        xs, ys = self.sizes, self.seconds
+        xs, ys = self.sizes, self.envelope()
         if k <= xs[0]:
             return ys[0]
         for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
@@ -99,7 +110,7 @@ class CostModel:
 
 def _interp(cost: CostModel, ks: np.ndarray) -> np.ndarray:
     xs = np.asarray(cost.sizes, dtype=np.float64)
-    ys = np.asarray(cost.seconds, dtype=np.float64)
+    ys = np.asarray(cost.envelope(), dtype=np.float64)
     out = np.interp(ks, xs, ys)
     slope = max((ys[-1] - ys[-2]) / (xs[-1] - xs[-2]), 0.0)
     beyond = ks > xs[-1]
