@@ -158,6 +158,11 @@ class Datastore:
         return [("live", list(self._live.values())), ("workspace", list(ws)),
                 ("corpus", list(self.corpus_views))]
 
+    def views(self, tiers: Sequence[str] = ("live", "workspace", "corpus")) -> list[tuple[str, ShardView]]:
+        """The current shard views of the named tiers, each with its tier's name (read once, as
+        ``retrieve`` reads them): what ``indexer.occurrences`` searches."""
+        return [(source, view) for source, views in self._tiers() if source in tiers for view in views]
+
     def use_compact(self, compact) -> None:
         """Draft from a compact corpus tier (``indexer.compact.CompactIndex``) instead of the corpus shards."""
         self.compact = compact

@@ -219,6 +219,14 @@ class ServerConfig:
     #: "auto": prompts start with the repository name and file path where the template has such a
     #: header (Qwen2.5-Coder, StarCoder2); "off"
     repo_header: str = "auto"
+    #: "auto": prompts hold a context block: lines of other open buffers and of the workspace
+    #: index that share the longest token runs with the text before the cursor, and definitions
+    #: of names used near it, in the model's repository format or as commented headers, chosen
+    #: once per completion session (docs/server.md); "off"
+    context: str = "auto"
+    #: most tokens of the context block, taken out of max_prompt_tokens (the file's own text
+    #: always keeps half of it; 0: no block)
+    context_tokens: int = 384
     #: completion items returned for an explicit (invoked) request, for cycling
     max_items: int = 3
     #: seconds a completion request that arrives while the model or index is still loading waits

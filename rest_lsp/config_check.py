@@ -28,6 +28,7 @@ _CHOICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("server", "fim", ("auto", "on", "off")),
     ("server", "fim_template", ("auto", *TEMPLATE_NAMES)),
     ("server", "repo_header", ("auto", "off")),
+    ("server", "context", ("auto", "off")),
 )
 
 
@@ -57,6 +58,7 @@ def check(config: Config) -> list[str]:
         (config.server, "debounce_ms", 0),
         (config.server, "max_prompt_tokens", 16),
         (config.server, "max_suffix_tokens", 0),
+        (config.server, "context_tokens", 0),
         (config.model, "threads", 0),
     ):
         value = getattr(section, name)

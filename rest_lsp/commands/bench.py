@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rest_lsp.config import DecodingConfig, RetrievalConfig
+from rest_lsp.config import DecodingConfig, RetrievalConfig, ServerConfig
 from rest_lsp.errors import ConfigError
 
 
@@ -106,6 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     qu.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 means all cores")
     qu.add_argument("--seed", type=int, default=0, help="picks the held-out files and the cursor positions")
     qu.add_argument("--mode", default="rest", choices=("rest", "greedy"), help="decoding.mode of the service")
+    qu.add_argument("--context", default="on,off", metavar="on,off",
+                    help="the prompt's context block (server.context): on, off, or on,off to complete every position "
+                         "both ways (interleaved) and report the ratio")
+    qu.add_argument("--context-tokens", type=int, default=ServerConfig.context_tokens, metavar="N",
+                    help="server.context_tokens: the block's most tokens")
     qu.add_argument("--out", default="bench-out/quality", metavar="DIR", help="where JSON, table and PNG go")
     qu.set_defaults(func=lambda args: __import__("rest_lsp.benchmarks.quality", fromlist=["x"]).main(args))
     cp = kinds.add_parser("compact", help="tokens/step against bytes on disk: full suffix array vs compact tiers")

@@ -1,7 +1,8 @@
 """One rest-lsp server under test in the server benchmark: started over stdio, driven by pygls' LSP client.
 
-``rest_lsp.completion.bench`` starts two of them (REST and greedy) and sends both the same
-documents, edits and inline completion requests; this module holds the client side of one.
+``rest_lsp.completion.bench`` starts several of them (REST and greedy, with and without the
+context block) and sends all the same documents, edits and inline completion requests; this
+module holds the client side of one.
 """
 
 from __future__ import annotations
@@ -105,6 +106,14 @@ class Server:
         self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
             text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
             content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)]))
+
+    def close(self, uri: str) -> None:
+        """Close the document (the server drops its buffer)."""
+        from lsprotocol import types as lsp
+
+        if self.versions.pop(uri, None) is not None:
+            self.client.text_document_did_close(lsp.DidCloseTextDocumentParams(
+                text_document=lsp.TextDocumentIdentifier(uri=uri)))
 
     def insert(self, uri: str, line: int, col: int, char: str) -> None:
         """Type one character at (line, col)."""

@@ -34,6 +34,10 @@ class FimTemplate:
     file_header: str = ""
     #: tokens the header needs; without them in the vocabulary the header is left out
     header_tokens: tuple[str, ...] = ()
+    #: the start of ``header`` (``{repo}``) after which other files of the repository go, each as
+    #: ``context_file`` (``{path}``, ``{content}``): the model's repository format; "" none
+    repo_line: str = ""
+    context_file: str = ""
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -55,6 +59,9 @@ class FimTokens:
     #: the template's header formats; "" when it has none or the vocabulary lacks their tokens
     header: str = ""
     file_header: str = ""
+    #: the repository format (see ``FimTemplate.repo_line``); "" when the header is left out
+    repo_line: str = ""
+    context_file: str = ""
 
     def headers(self, repo: str, path: str) -> tuple[str, str]:
         """The (header, file header) texts of file ``path`` in repository ``repo``."""
@@ -62,12 +69,28 @@ class FimTokens:
             return "", ""
         return self.header.format(repo=repo, path=path), self.file_header.format(path=path)
 
+    @property
+    def repo_format(self) -> bool:
+        """Whether other files of the repository can precede the file, in the model's own format."""
+        return bool(self.header and self.repo_line and self.context_file)
+
+    def context_at(self, repo: str) -> int:
+        """Where in ``headers(repo, ...)[0]`` the other files go: after the repository line."""
+        return len(self.repo_line.format(repo=repo))
+
+    def context_entry(self, path: str, content: str) -> str:
+        """One other file (or part of one) in the repository format."""
+        return self.context_file.format(path=path, content=content)
+
 
 QWEN = FimTemplate(
     "qwen", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
     stops=("<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|im_end|>"),
     header="<|repo_name|>{repo}\n<|file_sep|>{path}\n",
     header_tokens=("<|repo_name|>", "<|file_sep|>"),
+    # Qwen2.5-Coder's repository-level prompt: <|repo_name|>r\n<|file_sep|>a.py\n...\n<|file_sep|>cur.py\n
+    repo_line="<|repo_name|>{repo}\n",
+    context_file="<|file_sep|>{path}\n{content}\n",
 )
 STARCODER = FimTemplate(
     "starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>",
@@ -77,6 +100,9 @@ STARCODER = FimTemplate(
     header="<repo_name>{repo}<file_sep>",
     file_header="{path}\n",
     header_tokens=("<repo_name>", "<file_sep>"),
+    # its repository documents: <repo_name>r<file_sep>a.py\ncode<file_sep>b.py\ncode...
+    repo_line="<repo_name>{repo}",
+    context_file="<file_sep>{path}\n{content}\n",
 )
 DEEPSEEK = FimTemplate(
     "deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>",
@@ -135,6 +161,8 @@ def resolve(template: FimTemplate, vocab: dict[str, int]) -> FimTokens:
         stop_ids=frozenset(own + extra),
         header=template.header if has_header else "",
         file_header=template.file_header if has_header else "",
+        repo_line=template.repo_line if has_header else "",
+        context_file=template.context_file if has_header else "",
     )
 
 

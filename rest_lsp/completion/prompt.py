@@ -20,6 +20,11 @@ LINE_STEP = 32
 SUFFIX_SHARE = 0.25
 #: most of the token budget a repository header may take; a longer one is left out whole
 HEADER_SHARE = 0.25
+#: share of the token budget always left to the file's own text (prefix and suffix): the context
+#: block (``PromptContext``) never pushes the cursor's prefix below it
+FILE_FLOOR_SHARE = 0.5
+#: the FIM tokens a prompt may hold (prefix, suffix, middle)
+FIM_TOKENS = 3
 
 Encode = Callable[[str], list[int]]
 
@@ -38,6 +43,27 @@ class Prompt:
     #: first generated token must begin with that text, which the user does not see again
     healed: int | None = None
     healed_text: str = ""
+    #: tokens of the context block (0: none)
+    context_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class PromptContext:
+    """The context block as it enters a prompt: its text, and where it goes.
+
+    ``header_at``: the block is in the model's repository format and goes inside the header, this
+    many characters in (after the repository line, before the file's own path); None: it opens
+    the file's own text (after the opening FIM token, before ``file_header``), as comments.
+    """
+
+    text: str
+    header_at: int | None = None
+
+
+def context_cap(budget: int, header_tokens: int) -> int:
+    """The most tokens a context block may take of a prompt of ``budget`` tokens whose headers
+    take ``header_tokens``: whatever leaves ``FILE_FLOOR_SHARE`` of the budget to the file's text."""
+    return max(0, budget - header_tokens - FIM_TOKENS - int(budget * FILE_FLOOR_SHARE))
 
 
 def split_at(text: str, offset: int) -> tuple[str, str]:
@@ -107,6 +133,7 @@ def build_prompt(
     file_header: str = "",
     token_text: Callable[[int], str] | None = None,
     max_suffix: int | None = None,
+    context: PromptContext | None = None,
 ) -> Prompt:
     """The prompt for a completion at the cursor between ``prefix`` and ``suffix``.
 
@@ -118,15 +145,19 @@ def build_prompt(
     the prefix when there is none); both count in ``budget`` and are left out when together they
     would take more than ``HEADER_SHARE`` of it.  With ``token_text`` (a token's text) the
     prefix's last token is healed (see ``heal_last``).  ``max_suffix``: the suffix's most tokens
-    (within its share of the budget).
+    (within its share of the budget).  ``context``: the context block, inside the header or
+    opening the file's text (see ``PromptContext``); it counts in ``budget`` and is left out
+    whole when it would take more than ``context_cap`` (or belongs in a header left out).
     """
     head, lead = _header_ids(header, file_header, encode, budget)
+    header_tokens = len(head) + len(lead)
+    head, lead, block = _with_context(head, lead, header, context, encode, budget)
     use_fim = fim is not None and suffix.strip() != ""
     if not use_fim:
         text, ids = fit_prefix(prefix, encode, max(1, budget - len(head) - len(lead)))
         ids, healed, healed_text = heal_last(ids, text, token_text, keep_one=not (head or lead), encode=encode)
         return Prompt(ids=[*head, *lead, *ids], prefix_text=text, suffix_text="", fim=False,
-                      header_tokens=len(head) + len(lead), healed=healed, healed_text=healed_text)
+                      header_tokens=header_tokens, healed=healed, healed_text=healed_text, context_tokens=block)
     assert fim is not None
     middle = [] if fim.middle is None else [fim.middle]
     inner = max(1, budget - 2 - len(middle) - len(head) - len(lead))
@@ -141,7 +172,7 @@ def build_prompt(
     else:
         body = [fim.prefix, *lead, *prefix_ids, fim.suffix, *suffix_ids, *middle]
     return Prompt(ids=[*head, *body], prefix_text=prefix_text, suffix_text=suffix_text, fim=True,
-                  header_tokens=len(head) + len(lead), healed=healed, healed_text=healed_text)
+                  header_tokens=header_tokens, healed=healed, healed_text=healed_text, context_tokens=block)
 
 
 def heal_last(ids: list[int], text: str, token_text: Callable[[int], str] | None,
@@ -219,6 +250,27 @@ def _header_ids(header: str, file_header: str, encode: Encode, budget: int) -> t
     if len(head) + len(lead) > budget * HEADER_SHARE:
         return [], []
     return head, lead
+
+
+def _with_context(head: list[int], lead: list[int], header: str, context: PromptContext | None,
+                  encode: Encode, budget: int) -> tuple[list[int], list[int], int]:
+    """(header ids, lead ids, context tokens) with the context block put in its place.
+
+    The header is encoded in two parts around the block (the repository format's parts begin
+    with special tokens, which no merge crosses); a block too large for ``context_cap``, or
+    meant for a header that was left out, is left out whole.
+    """
+    if context is None or not context.text:
+        return head, lead, 0
+    if context.header_at is not None and not head:
+        return head, lead, 0
+    ids = encode(context.text)
+    if len(ids) > context_cap(budget, len(head) + len(lead)):
+        return head, lead, 0
+    if context.header_at is None:
+        return head, [*ids, *lead], len(ids)
+    at = context.header_at
+    return [*encode(header[:at]), *ids, *encode(header[at:])], lead, len(ids)
 
 
 def _line_starts(text: str) -> list[int]:

@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rest_lsp.completion.context import EMPTY, Block
+from rest_lsp.completion.context_session import ContextSession
 from rest_lsp.completion.detokenizer import IncrementalText
 from rest_lsp.completion.figures import Figures, Outcome
 from rest_lsp.completion.health import Progress, check_tokenizer_fits, is_out_of_memory, open_verified, release_memory
 from rest_lsp.completion.fim import FimTokens, choose
-from rest_lsp.completion.prompt import Prompt, build_prompt, split_at, visible
+from rest_lsp.completion.prompt import Encode, Prompt, build_prompt, context_cap, split_at, visible
 from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
 from rest_lsp.completion.uris import folder_of, path_of_uri, repo_and_path
 from rest_lsp.config import Config
@@ -51,6 +53,10 @@ class CompletionService:
         self.last: dict[str, Any] | None = None
         #: time.monotonic() of the last completion request (the history warm-up waits for quiet)
         self.last_request_at = 0.0
+        #: the context block of the current completion session (server.context; docs/server.md)
+        self.context_session: ContextSession[Block] = ContextSession()
+        #: the context block of the last prompt
+        self.last_context: Block = EMPTY
         self._ready = threading.Event()
         self._buffers: dict[str, str] = {}
         self._buffers_lock = threading.Lock()
@@ -147,6 +153,7 @@ class CompletionService:
         if len(self.folders) > 1:
             self._log(f"rest-lsp: indexing the first workspace folder only ({folder})")
         self.store = open_verified(folder, self.config, self._tokenizer_ref(), progress, self._log)
+        self.context_session.reset()  # its block came from the index replaced
         # rest-lsp's default drafters (as `rest-lsp bench engine`), the history source and,
         # when the workspace has a dense index, dense drafts: one merged tree
         self.drafting = WorkspaceDrafting(folder, self.config, self.loaded, self.store, self.engine.lock, self._log)
@@ -263,11 +270,14 @@ class CompletionService:
             self._open_index(lambda *a: None)
 
     # ----- completion ---------------------------------------------------------------------
-    def prompt_for(self, text: str, offset: int, uri: str = "") -> tuple[Prompt, Cursor, str]:
+    def prompt_for(self, text: str, offset: int, uri: str = "", session: bool = True) -> tuple[Prompt, Cursor, str]:
         """The prompt, the cursor, and the text of the prefix's last token, taken back from the
         prompt for the model to write again (token healing, see ``prompt.heal_last``).
 
-        ``uri`` names the document: its workspace folder and path make the repository header."""
+        ``uri`` names the document: its workspace folder and path make the repository header,
+        and it is the one file the context block never quotes.  ``session``: the block is the
+        completion session's (chosen when one starts, then kept: ``context_session``); False
+        chooses one for this prompt alone and leaves the session as it is (the history warm-up)."""
         prefix, suffix = split_at(text, offset)
         tok = self.loaded.tokenizer
 
@@ -275,17 +285,63 @@ class CompletionService:
             return tok.encode(s, add_special_tokens=False) if s else []
 
         header, file_header = "", ""
-        if self.template is not None and self.config.server.repo_header == "auto":
-            repo, path = repo_and_path(uri, self.folders)
-            if repo and path:
-                header, file_header = self.template.headers(repo, path)
+        repo, path = repo_and_path(uri, self.folders)
+        if self.template is not None and self.config.server.repo_header == "auto" and repo and path:
+            header, file_header = self.template.headers(repo, path)
+        block = self._context_block(text, prefix, uri, repo, path, header, file_header, encode, session)
+        if session:  # what the status shows: the block of the user's requests
+            self.last_context = block
         prompt = build_prompt(prefix, suffix, encode, self.config.server.max_prompt_tokens, self.fim,
                               header=header, file_header=file_header, token_text=self._token_text,
-                              max_suffix=self.config.server.max_suffix_tokens)
+                              max_suffix=self.config.server.max_suffix_tokens, context=block.prompt_context())
         if not prompt.ids:  # an empty document: start from the end-of-text token
             eos = sorted(self.loaded.eos_token_ids)
             prompt = Prompt(ids=eos[:1], prefix_text="", suffix_text="", fim=False)
         return prompt, cursor_of(prefix, suffix, self.config.decoding.stop), prompt.healed_text
+
+    def _context_block(self, text: str, prefix: str, uri: str, repo: str, path: str, header: str,
+                       file_header: str, encode: Encode, session: bool) -> Block:
+        """The context block of a prompt (``EMPTY`` when server.context is off or nothing fits).
+
+        Its budget is ``server.context_tokens`` within ``prompt.context_cap``; in the model's
+        repository format when the prompt has the template's header, else commented headers."""
+        server = self.config.server
+        if server.context != "auto" or server.context_tokens <= 0 or self.store is None:
+            return EMPTY
+        fim = self.template if header and self.template is not None and self.template.repo_format else None
+        cap = context_cap(server.max_prompt_tokens, len(encode(header)) + len(encode(file_header)))
+        budget = min(server.context_tokens, cap)
+        if budget <= 0:
+            return EMPTY
+        current = path or (path_of_uri(uri) or uri)
+
+        def choose() -> Block:
+            return self._choose_context(text, prefix, uri, repo, current, fim, budget, encode)
+
+        key = (budget, fim.name if fim is not None else None, repo, id(self.store))
+        return self.context_session.block_for(uri, prefix, key, choose) if session else choose()
+
+    def _choose_context(self, text: str, prefix: str, uri: str, repo: str, current: str, fim: FimTokens | None,
+                        budget: int, encode: Encode) -> Block:
+        """A new context block from the index's live and workspace tiers (``context_sources``);
+        ``EMPTY`` plus a log line when the search fails (the completion goes on without it)."""
+        from rest_lsp.completion.context import choose_block, defined_names, query_names
+        from rest_lsp.completion.context_sources import definition_snippets, match_snippets, query_ids, sources_of
+
+        store = self.store
+        try:
+            root = store.workspace.root if store.workspace is not None else None
+            src = sources_of(store, uri, root)
+            if not src.views:
+                return EMPTY
+            index_tok = store.tokenizer
+            snippets = match_snippets(src, query_ids(prefix, index_tok.encode), index_tok.decode)
+            snippets += definition_snippets(src, query_names(prefix, defined_names(text)), index_tok.encode,
+                                            index_tok.decode)
+            return choose_block(snippets, budget, encode, fim, repo, current)
+        except Exception as exc:  # context is an extra: a failed search must not cost the completion
+            self._log(f"rest-lsp: no context block for {uri or 'the document'}: {exc!r}")
+            return EMPTY
 
     def _token_text(self, token: int) -> str:
         """One token's text (as it appears in the document)."""
@@ -351,7 +407,10 @@ class CompletionService:
         self.last = {"request_id": request_id, "latency_ms": round(latency * 1000, 2),
                      "prompt_tokens": len(prompt.ids), "fim": prompt.fim,
                      "template": self.template.name if self.template else None,
-                     "header_tokens": prompt.header_tokens, "healed": removed, **outcome.stats}
+                     "header_tokens": prompt.header_tokens, "context_tokens": prompt.context_tokens,
+                     "context_files": sorted({s.path for s in self.last_context.snippets})
+                     if prompt.context_tokens else [],
+                     "healed": removed, **outcome.stats}
         return outcome
 
     def _record(self, stats: Any, latency: float) -> None:
@@ -388,6 +447,8 @@ class CompletionService:
             out["source_weights"] = {k: round(v, 3) for k, v in self.engine.source_weights.weights.items()}
         if self.drafting is not None:
             out.update(self.drafting.stats())
+        out["context"] = {"setting": self.config.server.context, "last_block": self.last_context.describe(),
+                          "sessions": self.context_session.started, "reused": self.context_session.reused}
         out["accepted_by_source"] = dict(self.figures.accepted_by_source)  # draft tokens, all requests
         out["requests"] = self.figures.to_dict()  # last: what an output panel shows first is its end
         return out

@@ -154,7 +154,8 @@ def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
         text = read_text(root, path)  # read again: the file may have changed since
         if text is None or offset > len(text):
             return None
-        return service.prompt_for(text, offset, (Path(d.folder).absolute() / path).as_uri())[0].ids  # as a request there
+        # as a request there, with its own context block: the user's session keeps its block
+        return service.prompt_for(text, offset, (Path(d.folder).absolute() / path).as_uri(), session=False)[0].ids
 
     def decode(ids: list[int]) -> list[int] | None:
         seen = service.figures.requests
