@@ -5,7 +5,7 @@ On the CPU these run in numpy over the logits' own memory: torch's ``argmax`` an
 vocabulary, 2 threads), which is a tenth of a small model's step.  numpy's ``argmax`` returns the
 first maximal index like torch's, so greedy decoding reads the same tokens either way.  On an
 accelerator the tensor stays where it is and torch does the work, and a step's readout is one
-device-to-host copy (``device_readout``: each row's argmax, and its top-k where a drafter
+device-to-host copy (``greedy_readout``: each row's argmax, and its top-k where a drafter
 observes them, from one ``topk`` over tie-free keys).
 """
 

@@ -2,7 +2,8 @@
 
 ``sampling_table`` computes on the logits' own device what the sampled acceptance walk needs
 (each child's probability, each node's bonus draw) and copies only that to the host: whole rows
-[n, vocab] never leave an accelerator.  """
+[n, vocab] never leave an accelerator.  ``acceptance.table_from_probs`` is its host reference.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def device_probabilities(logits, params: SamplingParams, first_allowed: np.ndarr
 
     probs = torch.softmax(logits.float() / params.temperature, dim=-1)  # [n, vocab]
     if params.top_p < 1.0:
-        # a stable descending sort: ties keep id order, as numpy's stable argsort in top_p_filter
+        # a stable descending sort: ties keep id order (the smaller id is kept first)
         sorted_p, order = torch.sort(probs, dim=-1, descending=True, stable=True)
         before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of strictly more probable tokens
         keep_sorted = before < params.top_p

@@ -94,7 +94,7 @@ class StaticLlama(PackedLlama):
         self._inputs: dict[int, torch.Tensor] = {}  # bucket -> device int64 [packed_size]
         self._host: dict[int, torch.Tensor] = {}  # bucket -> host int64 [packed_size] (pinned on CUDA)
         self._copied: dict[int, Any] = {}  # bucket -> CUDA event after its input copy
-        self._captured: dict[tuple[int, int], tuple[Any, tuple]] = {}  # (buffer id, bucket) -> graph, outputs
+        self._captured: dict[tuple[int, int], tuple] = {}  # (buffer id, bucket) -> graph, outputs, buffer
         self.captures = 0
 
     @property
@@ -162,9 +162,10 @@ class StaticLlama(PackedLlama):
         """The step on the device buffer's inputs: replayed from a graph, or eagerly."""
         if not self.graphs:
             return self.step(cache.kv, bucket)
+        # the entry holds its buffer, so no other live buffer can have that id
         key = (id(cache.kv), bucket)
         entry = self._captured.get(key)
-        if entry is None or entry[1][0] is not cache.kv:
+        if entry is None:
             try:
                 entry = self._capture(cache.kv, bucket)
             except RuntimeError as exc:  # a capture refused by this driver or torch: go on eagerly
@@ -173,11 +174,11 @@ class StaticLlama(PackedLlama):
                 self.graphs = False
                 return self.step(cache.kv, bucket)
             self._captured[key] = entry
-        graph, (_, outputs) = entry
+        graph, outputs, _ = entry
         graph.replay()
         return outputs
 
-    def _capture(self, kv: torch.Tensor, bucket: int) -> tuple[Any, tuple]:
+    def _capture(self, kv: torch.Tensor, bucket: int) -> tuple[Any, tuple, torch.Tensor]:
         """Record ``step`` on ``kv`` at ``bucket`` rows into a CUDA graph (after two warm-ups
         on a side stream, as torch's graph docs ask; they compute the step the graph replays)."""
         stream = torch.cuda.Stream(self.device)
@@ -193,7 +194,7 @@ class StaticLlama(PackedLlama):
         log.info("captured the verification step: %d rows over %d cache rows (capture %d)",
                  bucket, kv.shape[3], self.captures)
         # the entry holds the buffer: an id is reused only after its buffer is gone
-        return graph, (kv, outputs)
+        return graph, outputs, kv
 
     def step(self, kv: torch.Tensor, bucket: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One padded verification at fixed shapes; no host synchronisation (graph-capturable).
