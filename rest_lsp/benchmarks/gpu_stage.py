@@ -8,7 +8,8 @@ outside it, checking its sha256: the next call's copy of the tree replaces the c
 while the spool survives as long as the machine stays warm.  Once a label's chunks are all
 there they are joined into one file whose sha256 is checked before anything may use it.
 
-Standard library only: on the device it runs before any wheel is installed.
+The standard library and rest-lsp's own torch-free modules only: on the device it runs before
+any wheel is installed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from rest_lsp.models.parts import sha256_of
 
 #: what one device call may carry, working tree included
 DEVICE_CALL_BYTES = 64 << 20
@@ -44,15 +47,6 @@ READ = 8 << 20
 
 class StageError(Exception):
     """A staging problem with a message for the person running the calls."""
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(READ):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tree_bytes(repo: Path) -> int:
@@ -158,7 +152,7 @@ def collect(stage_root: Path, spool: Path) -> list[str]:
             src = path.parent / chunk["name"]
             if not src.is_file():
                 continue
-            found = sha256_file(src)
+            found = sha256_of(src)
             if found != chunk["sha256"] or src.stat().st_size != chunk["size"]:
                 raise StageError(
                     f"chunk {chunk['name']} of {manifest['file']} is corrupted: {src.stat().st_size:,} bytes with "
