@@ -7,7 +7,7 @@ import pytest
 from rest_lsp.commands.complete import offset_of
 from rest_lsp.commands.serve import parse_tcp
 from rest_lsp.completion.figures import Outcome
-from rest_lsp.completion.service import candidates_of, first_line_of
+from rest_lsp.completion.items import candidates_of, first_line_of
 from rest_lsp.config import Config
 from rest_lsp.errors import ConfigError
 from rest_lsp.completion.scheduler import Scheduler

@@ -7,6 +7,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from rest_lsp.completion.items import candidates_of
+
 #: completions kept for the status figures
 STATS_WINDOW = 200
 
@@ -28,8 +30,6 @@ class Outcome:
         A request shares the result of one of the other kind: an automatic run kept one item, from
         which an invoked request gets its several again (they are cuts of the same text).
         """
-        from rest_lsp.completion.service import candidates_of  # service imports this module
-
         items = candidates_of(self.items[0], invoked, max_items) if self.items else []
         return Outcome(self.request_id, items, self.stats, self.latency_s, self.prompt_tokens, self.fim)
 
@@ -57,6 +57,16 @@ class Figures:
     items_accepted: int = 0
     #: accepted draft tokens each source proposed, over all requests
     accepted_by_source: dict = field(default_factory=dict)
+
+    def record(self, stats: Any, latency: float) -> None:
+        """Add one completion (the engine's generation stats, its latency) to the running figures."""
+        self.latencies.append(latency)
+        if stats.steps:
+            self.tokens_per_step.append(stats.tokens_per_step)
+        self.drafted += stats.drafted_tokens
+        self.accepted_drafts += stats.accepted_drafts
+        for source, k in stats.accepted_by_source.items():
+            self.accepted_by_source[source] = self.accepted_by_source.get(source, 0) + k
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""

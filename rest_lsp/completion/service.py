@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rest_lsp.completion.context import EMPTY, Block
+from rest_lsp.completion.context_prompt import ContextPrompt
 from rest_lsp.completion.context_session import ContextSession
 from rest_lsp.completion.detokenizer import IncrementalText
 from rest_lsp.completion.figures import Figures, Outcome
 from rest_lsp.completion.health import Progress, check_tokenizer_fits, is_out_of_memory, open_verified, release_memory
+from rest_lsp.completion.inspection import query_of, status_of
+from rest_lsp.completion.items import candidates_of
 from rest_lsp.completion.fim import FimTokens, choose
-from rest_lsp.completion.prompt import Encode, Prompt, build_prompt, context_cap, split_at, visible
+from rest_lsp.completion.prompt import Prompt, build_prompt, split_at, visible
 from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
 from rest_lsp.completion.uris import folder_of, path_of_uri, repo_and_path
 from rest_lsp.config import Config
@@ -288,7 +291,9 @@ class CompletionService:
         repo, path = repo_and_path(uri, self.folders)
         if self.template is not None and self.config.server.repo_header == "auto" and repo and path:
             header, file_header = self.template.headers(repo, path)
-        block = self._context_block(text, prefix, uri, repo, path, header, file_header, encode, session)
+        chooser = ContextPrompt(self.store, self.config.server, self.template, encode, self._log)
+        block = chooser.block(text, prefix, uri, repo, path, header, file_header,
+                              self.context_session if session else None)
         if session:  # what the status shows: the block of the user's requests
             self.last_context = block
         prompt = build_prompt(prefix, suffix, encode, self.config.server.max_prompt_tokens, self.fim,
@@ -298,50 +303,6 @@ class CompletionService:
             eos = sorted(self.loaded.eos_token_ids)
             prompt = Prompt(ids=eos[:1], prefix_text="", suffix_text="", fim=False)
         return prompt, cursor_of(prefix, suffix, self.config.decoding.stop), prompt.healed_text
-
-    def _context_block(self, text: str, prefix: str, uri: str, repo: str, path: str, header: str,
-                       file_header: str, encode: Encode, session: bool) -> Block:
-        """The context block of a prompt (``EMPTY`` when server.context is off or nothing fits).
-
-        Its budget is ``server.context_tokens`` within ``prompt.context_cap``; in the model's
-        repository format when the prompt has the template's header, else commented headers."""
-        server = self.config.server
-        if server.context != "auto" or server.context_tokens <= 0 or self.store is None:
-            return EMPTY
-        fim = self.template if header and self.template is not None and self.template.repo_format else None
-        cap = context_cap(server.max_prompt_tokens, len(encode(header)) + len(encode(file_header)))
-        budget = min(server.context_tokens, cap)
-        if budget <= 0:
-            return EMPTY
-        current = path or (path_of_uri(uri) or uri)
-
-        def choose() -> Block:
-            return self._choose_context(text, prefix, uri, repo, current, fim, budget, encode)
-
-        key = (budget, fim.name if fim is not None else None, repo, id(self.store))
-        return self.context_session.block_for(uri, prefix, key, choose) if session else choose()
-
-    def _choose_context(self, text: str, prefix: str, uri: str, repo: str, current: str, fim: FimTokens | None,
-                        budget: int, encode: Encode) -> Block:
-        """A new context block from the index's live and workspace tiers (``context_sources``);
-        ``EMPTY`` plus a log line when the search fails (the completion goes on without it)."""
-        from rest_lsp.completion.context import choose_block, defined_names, query_names
-        from rest_lsp.completion.context_sources import definition_snippets, match_snippets, query_ids, sources_of
-
-        store = self.store
-        try:
-            root = store.workspace.root if store.workspace is not None else None
-            src = sources_of(store, uri, root)
-            if not src.views:
-                return EMPTY
-            index_tok = store.tokenizer
-            snippets = match_snippets(src, query_ids(prefix, index_tok.encode), index_tok.decode)
-            snippets += definition_snippets(src, query_names(prefix, defined_names(text)), index_tok.encode,
-                                            index_tok.decode)
-            return choose_block(snippets, budget, encode, fim, repo, current)
-        except Exception as exc:  # context is an extra: a failed search must not cost the completion
-            self._log(f"rest-lsp: no context block for {uri or 'the document'}: {exc!r}")
-            return EMPTY
 
     def _token_text(self, token: int) -> str:
         """One token's text (as it appears in the document)."""
@@ -400,7 +361,7 @@ class CompletionService:
         full = finish(text_out, cursor, truncated=stats.stop_reason == "length") if text_out else ""
         items = candidates_of(full, invoked, self.config.server.max_items)
         latency = time.perf_counter() - started
-        self._record(stats, latency)
+        self.figures.record(stats, latency)
         if self.drafting is not None:
             self.drafting.completed(request_id, generation.tokens)
         outcome = Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
@@ -413,91 +374,17 @@ class CompletionService:
                      "healed": removed, **outcome.stats}
         return outcome
 
-    def _record(self, stats: Any, latency: float) -> None:
-        """Add one completion to the running figures."""
-        f = self.figures
-        f.latencies.append(latency)
-        if stats.steps:
-            f.tokens_per_step.append(stats.tokens_per_step)
-        f.drafted += stats.drafted_tokens
-        f.accepted_drafts += stats.accepted_drafts
-        for source, k in stats.accepted_by_source.items():
-            f.accepted_by_source[source] = f.accepted_by_source.get(source, 0) + k
-
     def record_accepted(self, args: Any) -> None:
         """The user accepted an item (reported by the item's command)."""
         self.figures.items_accepted += 1
         if self.drafting is not None:
             self.drafting.accepted(args)
 
-    # ----- inspection ---------------------------------------------------------------------
+    # ----- inspection (rest_lsp.completion.inspection) ------------------------------------
     def status(self) -> dict[str, Any]:
         """Model, device, index sizes per tier, last refresh, request figures."""
-        out: dict[str, Any] = {"state": self.state, "folders": self.folders}
-        if self.loaded is not None:
-            from rest_lsp.engine.model import describe
-
-            out["model"] = describe(self.loaded)
-        if self.store is not None:
-            out["index"] = self.store.stats()
-        out["last_refresh"] = self.last_refresh
-        out["last_completion"] = self.last
-        if self.engine is not None:
-            out["draft_budget"] = self.config.decoding.draft_budget or "adaptive"
-            out["source_weights"] = {k: round(v, 3) for k, v in self.engine.source_weights.weights.items()}
-        if self.drafting is not None:
-            out.update(self.drafting.stats())
-        out["context"] = {"setting": self.config.server.context, "last_block": self.last_context.describe(),
-                          "sessions": self.context_session.started, "reused": self.context_session.reused}
-        out["accepted_by_source"] = dict(self.figures.accepted_by_source)  # draft tokens, all requests
-        out["requests"] = self.figures.to_dict()  # last: what an output panel shows first is its end
-        return out
+        return status_of(self)
 
     def query(self, text: str) -> dict[str, Any]:
         """What retrieval finds for the end of ``text``: the debugging view of the index."""
-        if not self.ready():
-            return {"state": self.state}
-        tok = self.loaded.tokenizer
-        ids = tok.encode(text, add_special_tokens=False, verbose=False)
-        found = self.store.retrieve(ids)
-        candidates = sorted(found.candidates, key=lambda c: (-c.suffix_len, -c.count, c.tokens))
-        return {
-            "query_tokens": len(ids),
-            "suffix_len": found.suffix_len,
-            "matched": tok.decode(ids[-found.suffix_len:]) if found.suffix_len else "",
-            "latency_ms": round(found.seconds * 1000, 3),
-            "candidates": [
-                {
-                    "text": tok.decode(list(c.tokens)),
-                    "tokens": list(c.tokens),
-                    "count": c.count,
-                    "source": c.source,
-                    "suffix_len": c.suffix_len,
-                }
-                for c in candidates[:50]
-            ],
-        }
-
-
-def candidates_of(full: str, invoked: bool, max_items: int) -> list[str]:
-    """The items offered for a completion: one when automatic; several to cycle when invoked.
-
-    Greedy decoding gives one text; the invoked alternatives are its shorter cuts (first line),
-    which is what a user cycling usually wants when the whole block is too much.
-    """
-    if not full.strip():
-        return []
-    if not invoked:
-        return [full]
-    items = [full]
-    first = first_line_of(full)
-    if first.strip() and first != full:
-        items.append(first)
-    return items[: max(1, max_items)]
-
-
-def first_line_of(text: str) -> str:
-    """``text`` up to the end of its first non-blank line (leading newlines kept)."""
-    start = len(text) - len(text.lstrip("\n"))
-    end = text.find("\n", start)
-    return text if end == -1 else text[:end]
+        return query_of(self, text)
