@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lsp_testing import server_env
-from rest_lsp.commands import doctor
+from rest_lsp.commands import doctor, doctor_model
 
 GIB = 1 << 30
 
@@ -112,7 +112,7 @@ def test_an_old_python_is_a_problem():
     ("C:\\models\\x", True), ("Qwen/Qwen2.5-Coder-0.5B", False), ("embedded", False), ("qwen2.5-coder-0.5b", False),
 ])
 def test_model_names_meant_as_paths(name, path):
-    assert doctor.looks_like_path(name) is path
+    assert doctor_model.looks_like_path(name) is path
 
 
 Usage = namedtuple("Usage", "total used free")

@@ -54,7 +54,7 @@ def offset_of(text: str, line: int, col: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Build/open the index, load the model, print the completion."""
-    from rest_lsp.commands.index import _progress_bar
+    from rest_lsp.commands.index_common import _progress_bar
     from rest_lsp.commands.serve import read_config_file
     from rest_lsp.completion.service import CompletionService
     from rest_lsp.config import Config

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from rest_lsp.commands.index import _config, _progress_bar
+from rest_lsp.commands.index_common import _config, _progress_bar
 
 
 def dense_stats(args) -> dict | None:

@@ -26,7 +26,7 @@ Waiting for an LSP client on stdin (Ctrl-C to quit).
 
 def welcome(data: dict[str, Any]) -> None:
     """Index the current folder with progress, run a demo completion, print how to connect."""
-    from rest_lsp.commands.index import _progress_bar
+    from rest_lsp.commands.index_common import _progress_bar
     from rest_lsp.completion.service import CompletionService
     from rest_lsp.config import Config
 
