@@ -175,6 +175,9 @@ def _drafting_workloads(p: argparse.ArgumentParser, out: str) -> None:
                    help="repository: the history starts with the model's completions at N positions of the indexed files (0: cold)")
     p.add_argument("--model", default="", metavar="NAME")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--forward", default="packed", choices=("packed", "static", "transformers"),
+                   help="model.forward: a torch forward (the traces need hidden states, which llama.cpp's "
+                        "forward does not give)")
     p.add_argument("--out", default=out, metavar="DIR")
 
 
