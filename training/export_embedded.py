@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.train_embedded import save_model
+from training.model_files import save_model
 
 #: the file the package reads the training record from (see rest_lsp.embedded_model)
 RECORD_NAME = "training.json"

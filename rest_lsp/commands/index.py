@@ -12,7 +12,6 @@ import sys
 
 from rest_lsp.commands.index_common import (
     _config,
-    _dense,
     _progress_bar,
     _tokenizer_source,
     _where,
@@ -72,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _where(d)
     d.add_argument("--model", default="", metavar="NAME", help="model.name (docs/models.md); default: the default model")
     d.add_argument("--json", action="store_true")
-    d.set_defaults(func=lambda args: _dense().run_dense(args))
+    d.set_defaults(func=lambda args: _dense_actions().run_dense(args))
 
     from indexer import bench as bench_module  # standard library imports only
 
@@ -250,3 +249,10 @@ def run_bench(args) -> int:
     from indexer import bench
 
     return bench.run(args)
+
+
+def _dense_actions():
+    """The dense-tier actions (imported when used: they load the model)."""
+    from rest_lsp.commands import index_dense
+
+    return index_dense

@@ -1,20 +1,12 @@
 """What the ``rest-lsp index`` actions share: the options naming an index (``--workspace``,
-``--index-dir``, ``--tokenizer``, ``--config``), the config and tokenizer they give, a progress bar,
-and the dense-tier actions (``index_dense``, imported when used).
+``--index-dir``, ``--tokenizer``, ``--config``), the config and tokenizer they give, and a progress bar.
 
-Imported by ``rest_lsp.commands.index`` and ``rest_lsp.commands.index_inspection``; imports neither."""
+Imported by ``rest_lsp.commands.index``, ``index_inspection`` and ``index_dense``; imports none of them."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-
-def _dense():
-    """The dense-tier actions (imported when used: they load the model)."""
-    from rest_lsp.commands import index_dense
-
-    return index_dense
 
 
 def _where(p: argparse.ArgumentParser, any_kind: bool = False) -> None:

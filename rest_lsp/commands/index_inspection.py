@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from rest_lsp.commands.index_common import _config, _dense, _tokenizer_source
+from rest_lsp.commands.index_common import _config, _tokenizer_source
 
 
 def _located(args):
@@ -63,7 +63,7 @@ def run_stats(args) -> int:
         stats["corpus"] = _served_tier(found.location, tok, store.index_config)
         stats["tiers"]["corpus"] = stats["corpus"]["tokens"]
     if found.kind == "workspace":
-        dense = _dense().dense_stats(args)
+        dense = _dense_actions().dense_stats(args)
         if dense is not None:
             stats["dense"] = dense
     if args.json:
@@ -152,7 +152,7 @@ def run_query(args) -> int:
     w = store.retrieval_config.max_suffix
     matched = ids[len(ids) - r.suffix_len:] if r.suffix_len else []
     shown = r.candidates[: args.limit]
-    dense = _dense().dense_neighbours(args, text) if args.dense else None
+    dense = _dense_actions().dense_neighbours(args, text) if args.dense else None
     if args.json:
         print(json.dumps({
             **({"dense": dense} if dense is not None else {}),
@@ -172,3 +172,10 @@ def run_query(args) -> int:
         for n in dense[: args.limit]:
             print(f"  {n['score']:.3f}  {n['path']}  {n['text']!r}")
     return 0
+
+
+def _dense_actions():
+    """The dense-tier actions (imported when used: they load the model)."""
+    from rest_lsp.commands import index_dense
+
+    return index_dense

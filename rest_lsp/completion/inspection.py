@@ -4,10 +4,10 @@ last completion, drafting, context block, request figures) and what retrieval fi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from rest_lsp.completion.service import CompletionService
+#: a ``rest_lsp.completion.service.CompletionService`` (not imported: the service imports this module)
+CompletionService = Any
 
 
 def status_of(service: CompletionService) -> dict[str, Any]:
