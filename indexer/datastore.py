@@ -1,7 +1,7 @@
 """The datastore: corpus shards, the workspace tier and live editor buffers behind one ``retrieve``.
 
 Opening is O(1) in the index size: shards are memory-mapped and checked by size and sampled
-checksum (see ``indexer.shard``).  ``open`` loads what is on disk; ``indexer.workspace_index.
+checksum (see ``indexer.storage.shard``).  ``open`` loads what is on disk; ``indexer.workspace_index.
 open_or_build`` is the entry point that also builds missing or stale indexes and catches up with
 files changed since the last run.
 """
@@ -17,16 +17,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from indexer import indexdir
-from indexer.build import docs_to_shard
-from indexer.retrieval import (MODES, REST_PAPER_MATCHES, Candidate, Query, Retrieval,
+from indexer.storage import indexdir
+from indexer.building.shards import docs_to_shard
+from indexer.search.retrieval import (MODES, REST_PAPER_MATCHES, Candidate, Query, Retrieval,
                                encode_context, rest_paper_candidates, sample_offset, tier_candidates)
-from indexer.shard import Doc, Shard
-from indexer.suffix import ShardView
+from indexer.storage.shard import Doc, Shard
+from indexer.search.suffix import ShardView
 from indexer.tokens import IndexTokenizer, coerce_tokenizer
 from indexer.workspace import RefreshResult, WorkspaceTier
-from rest_lsp.config import Config, IndexConfig, RetrievalConfig
-from rest_lsp.errors import DatastoreError
+from indexer.settings import IndexConfig, RetrievalConfig
+from indexer.errors import DatastoreError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ __all__ = ["Candidate", "Datastore", "Retrieval", "split_config"]
 
 def split_config(config=None, index: IndexConfig | None = None,
                  retrieval: RetrievalConfig | None = None) -> tuple[IndexConfig, RetrievalConfig]:
-    """(IndexConfig, RetrievalConfig) from a ``Config``, either section, or defaults."""
-    if isinstance(config, Config):
+    """(IndexConfig, RetrievalConfig) from a whole configuration (anything with ``index`` and
+    ``retrieval`` sections, such as rest-lsp's ``Config``), either section, or defaults."""
+    if isinstance(getattr(config, "index", None), IndexConfig) and isinstance(getattr(config, "retrieval", None), RetrievalConfig):
         index, retrieval = index or config.index, retrieval or config.retrieval
     elif isinstance(config, IndexConfig):
         index = index or config
@@ -64,7 +65,7 @@ class Datastore:
         self._live_lock = threading.Lock()
         self._watcher = None
         self.compact = None  # a CompactIndex standing in for the corpus shards (see use_compact)
-        self.remotes: list = []  # indexer.remote.RemoteTier: served indexes (see use_remote)
+        self.remotes: list = []  # indexer.remote.tier.RemoteTier: served indexes (see use_remote)
         self._offset = sample_offset(retrieval_config.sample_seed)
 
     # -- opening -------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class Datastore:
     # -- retrieval -----------------------------------------------------------------------
     def retrieve(self, context_ids: Sequence[int], *, span: int | None = None, mode: str = "longest",
                  max_candidates: int | None = None) -> Retrieval:
-        """Continuation candidates for the context from every tier (see ``indexer.retrieval``).
+        """Continuation candidates for the context from every tier (see ``indexer.search.retrieval``).
 
         span: tokens per continuation (default ``RetrievalConfig.span``); max_candidates: matches
         gathered per suffix and tier (default ``RetrievalConfig.max_candidates``), sampled evenly
@@ -160,19 +161,19 @@ class Datastore:
 
     def views(self, tiers: Sequence[str] = ("live", "workspace", "corpus")) -> list[tuple[str, ShardView]]:
         """The current shard views of the named tiers, each with its tier's name (read once, as
-        ``retrieve`` reads them): what ``indexer.occurrences`` searches."""
+        ``retrieve`` reads them): what ``indexer.search.occurrences`` searches."""
         return [(source, view) for source, views in self._tiers() if source in tiers for view in views]
 
     def use_compact(self, compact) -> None:
-        """Draft from a compact corpus tier (``indexer.compact.CompactIndex``) instead of the corpus shards."""
+        """Draft from a compact corpus tier (``indexer.search.compact.CompactIndex``) instead of the corpus shards."""
         self.compact = compact
         self.corpus = []
         self.corpus_views = ()
 
     def use_remote(self, urls: Sequence[str]) -> None:
         """Draft from served indexes too (``rest-lsp datastore serve``), one tier per URL, each
-        waited for at most ``IndexConfig.remote_budget_ms`` per step (see ``indexer.remote``)."""
-        from indexer.remote import RemoteTier
+        waited for at most ``IndexConfig.remote_budget_ms`` per step (see ``indexer.remote.tier``)."""
+        from indexer.remote.tier import RemoteTier
 
         cfg = self.index_config
         for remote in self.remotes:
@@ -279,7 +280,7 @@ class Datastore:
 
 
 def _check_pointer_tokenizer(pointer: dict, tok: IndexTokenizer, index_dir: Path) -> None:
-    from rest_lsp.errors import TokenizerMismatchError
+    from indexer.errors import TokenizerMismatchError
 
     if pointer.get("tokenizer") != tok.identity:
         found = str(pointer.get("tokenizer"))

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rest_lsp.errors import DatastoreError
+from indexer.errors import DatastoreError
 
 #: the preferred document separator
 SEPARATOR_TOKEN = "<|endoftext|>"
@@ -74,7 +74,7 @@ def from_portable(spec: dict) -> IndexTokenizer:
     are not the tokenizer whose identity the spec names."""
     from tokenizers import Tokenizer
 
-    from rest_lsp.errors import TokenizerMismatchError
+    from indexer.errors import TokenizerMismatchError
 
     raw = spec["json"]
     identity = hashlib.sha256(raw).hexdigest()
@@ -86,7 +86,8 @@ def from_portable(spec: dict) -> IndexTokenizer:
 
 
 def load_tokenizer(path: str | os.PathLike | None = None) -> IndexTokenizer:
-    """Load a tokenizer.json, or the one in a model directory; None means the embedded model's."""
+    """Load a tokenizer.json, or the one in a model directory (``DatastoreError`` for None: the
+    indexer knows no default model)."""
     from tokenizers import Tokenizer
 
     file = _tokenizer_file(path)
@@ -124,16 +125,11 @@ def coerce_tokenizer(tokenizer: "IndexTokenizer | str | os.PathLike | object | N
                          tokenizer_type=type(tokenizer).__name__)
 
 
-def default_tokenizer_path() -> Path:
-    """The embedded model's tokenizer.json (shipped in ``rest_lsp/embedded``)."""
-    from rest_lsp.embedded_model import tokenizer_path  # torch-free
-
-    return tokenizer_path()
-
-
 def _tokenizer_file(path: str | os.PathLike | None) -> Path:
     """The tokenizer.json a path names (the file itself or a model directory holding it)."""
-    p = Path(path) if path is not None else default_tokenizer_path()
+    if path is None:  # the indexer knows no model: the caller names the tokenizer
+        raise DatastoreError("no tokenizer given: name a tokenizer.json or a model folder holding one")
+    p = Path(path)
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():

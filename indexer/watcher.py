@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable
 
-from indexer import sources
+from indexer.building import sources
 from indexer.workspace import RefreshResult, WorkspaceTier
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from indexer import build, indexdir, sources
-from indexer.shard import Doc, Shard
-from indexer.suffix import ShardView
+from indexer.building import shards as build
+from indexer.storage import indexdir
+from indexer.building import sources
+from indexer.storage.shard import Doc, Shard
+from indexer.search.suffix import ShardView
 from indexer.tokens import IndexTokenizer
 
 log = logging.getLogger(__name__)
@@ -293,7 +295,7 @@ class WorkspaceTier:
 def write_workspace_shards(index_dir: Path, docs: Sequence[Doc], tokenizer: IndexTokenizer,
                            shard_tokens: int, sync: bool = True) -> list[str]:
     """Write documents (already tokenized) as workspace shards; returns their names."""
-    from indexer.shard import build_arrays, write_shard
+    from indexer.storage.shard import build_arrays, write_shard
 
     names, batch, size = [], [], 0
     for doc in list(docs) + [None]:

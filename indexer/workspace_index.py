@@ -21,12 +21,14 @@ import sysconfig
 from pathlib import Path
 from typing import Callable, Sequence
 
-from indexer import build, indexdir, sources
+from indexer.building import shards as build
+from indexer.storage import indexdir
+from indexer.building import sources
 from indexer.datastore import Datastore, split_config
-from indexer.shard import FORMAT_VERSION, Shard
+from indexer.storage.shard import FORMAT_VERSION, Shard
 from indexer.tokens import IndexTokenizer, coerce_tokenizer
-from rest_lsp.config import IndexConfig
-from rest_lsp.errors import DatastoreError
+from indexer.settings import IndexConfig
+from indexer.errors import DatastoreError
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +203,8 @@ def open_or_build(workspace: str | os.PathLike | None, config=None, tokenizer=No
 
 def open_compact(directory: str | os.PathLike, tok: IndexTokenizer):
     """The compact corpus tier at ``directory``, checked against its source index when that is here."""
-    from indexer.compact import CompactIndex
-    from indexer.compact_build import source_checksum
+    from indexer.search.compact import CompactIndex
+    from indexer.building.compact import source_checksum
 
     c = CompactIndex.open(os.path.expanduser(os.fspath(directory)), tokenizer_identity=tok.identity)
     source_dir = c.manifest.get("source_dir")

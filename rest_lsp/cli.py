@@ -1,7 +1,7 @@
 """The ``rest-lsp`` command line: a thin dispatcher over one module per subcommand.
 
-Each module in ``rest_lsp.commands`` exposes ``register(subparsers)``, which adds its parser and
-sets ``func`` (a callable taking the parsed namespace and returning an exit status).  Modules are
+Each subcommand's module (in ``rest_lsp.commands``; ``bench``'s is ``rest_lsp.bench.commands``)
+exposes ``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the parsed namespace and returning an exit status).  Modules are
 imported here, but they import their heavy dependencies (torch, transformers) only when run.
 """
 
@@ -13,10 +13,11 @@ import logging
 import sys
 
 from rest_lsp import __version__
-from rest_lsp.errors import RestLspError
+from rest_lsp.errors import ReportedError
 
-#: subcommand modules under rest_lsp.commands, in the order shown by --help
-COMMAND_MODULES: tuple[str, ...] = ("serve", "index", "datastore", "generate", "complete", "model", "bench", "doctor")
+#: the subcommands' modules, in the order shown by --help (``bench``'s lives in the benchmark package)
+COMMAND_MODULES: tuple[str, ...] = tuple(f"rest_lsp.commands.{name}" for name in (
+    "serve", "index", "datastore", "generate", "complete", "model")) + ("rest_lsp.bench.commands", "rest_lsp.commands.doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"rest_lsp.commands.{name}")
+            module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == f"rest_lsp.commands.{name}":
+            if exc.name == name:
                 continue  # subcommand not built yet in this checkout
             raise
         module.register(sub)
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except RestLspError as exc:
+    except ReportedError as exc:
         print(f"rest-lsp: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 # python3 alone: it runs before any wheel is installed, and needs only the standard library
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" -m rest_lsp.benchmarks.gpu_stage collect "$@"
+exec "$PYTHON" -m rest_lsp.bench.gpu_stage collect "$@"

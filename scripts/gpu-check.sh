@@ -42,7 +42,7 @@ fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 RL=("$PYTHON" -m rest_lsp.cli)
-GC=("$PYTHON" -m rest_lsp.benchmarks.gpu_check)
+GC=("$PYTHON" -m rest_lsp.bench.gpu_check)
 
 OUT_DIR=${OUT_DIR:-${OUT:-$ROOT/bench-out/gpu-check}}
 mkdir -p "$OUT_DIR"
@@ -140,7 +140,7 @@ if (( ! RUN )); then
     skip_cuda stage "join the staged model chunks"
 elif [ -d "$STAGE_DIR" ]; then
     run_step stage "join the staged model chunks" "$(cap stage 180)" "" "" -- \
-        "$PYTHON" -m rest_lsp.benchmarks.gpu_stage collect --stage-dir "$STAGE_DIR" --require-complete
+        "$PYTHON" -m rest_lsp.bench.gpu_stage collect --stage-dir "$STAGE_DIR" --require-complete
 else
     skip stage "join the staged model chunks" "nothing staged" "no $STAGE_DIR (models come from elsewhere)"
 fi

@@ -13,4 +13,4 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 # the source tree, not an installed copy: this checkout's staging format is the one the device reads
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" -m rest_lsp.benchmarks.gpu_stage split "$@"
+exec "$PYTHON" -m rest_lsp.bench.gpu_stage split "$@"

@@ -13,7 +13,7 @@ from typing import Sequence
 import pytest
 import torch
 
-from rest_lsp.engine.drafter import Candidate
+from rest_lsp.engine.drafter import Candidate, Drafter
 
 VOCAB = 64
 
@@ -97,7 +97,7 @@ def reference_greedy(model, prompt: Sequence[int], n: int) -> list[int]:
     return ids[len(prompt) :]
 
 
-class ScriptedDrafter:
+class ScriptedDrafter(Drafter):
     """Proposes noisy versions of a known continuation (and junk), to exercise acceptance."""
 
     def __init__(self, prompt_len: int, truth: Sequence[int], seed: int, vocab: int = VOCAB,
@@ -125,7 +125,7 @@ class ScriptedDrafter:
         return out
 
 
-class FixedDrafter:
+class FixedDrafter(Drafter):
     """Always proposes the same candidates (adversarial shapes)."""
 
     def __init__(self, candidates: Sequence[Candidate]) -> None:

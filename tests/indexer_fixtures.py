@@ -93,7 +93,7 @@ def index_env(tmp_path, monkeypatch):
 
 def small_index_config(tmp_path: Path, **overrides):
     """An IndexConfig whose corpus is a small generated directory (not the stdlib)."""
-    from rest_lsp.config import IndexConfig
+    from rest_lsp.config.schema import IndexConfig
 
     corpus = tmp_path / "corpus"
     if not corpus.exists():

@@ -26,8 +26,8 @@ def make_corpus(root: Path, n_files: int = 40, seed: int = 0) -> Path:
 
 def build_index(root: Path, tokenizer, n_files: int, seed: int, min_shards: int) -> tuple[Path, list[str]]:
     """A partitioned corpus index of a generated corpus under ``root``: (index dir, shard names)."""
-    from indexer import partition
-    from rest_lsp.config import IndexConfig
+    from indexer.building import partition
+    from rest_lsp.config.schema import IndexConfig
 
     cfg = IndexConfig(corpus_roots=[str(make_corpus(root / "corpus", n_files, seed=seed))])
     report = partition.build_corpus_sharded(cfg, tokenizer, root / "index", shard_tokens=SHARD_TOKENS, sync=False)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from rest_lsp.benchmarks import humaneval, plots
-from rest_lsp.benchmarks.humaneval import Run
+from rest_lsp.bench import humaneval
+from rest_lsp.bench import plots
+from rest_lsp.bench.humaneval import Run
 
 
 def fake(name, tokens_of, seconds, steps=1):
@@ -78,28 +79,28 @@ def test_subsampled_store_keeps_a_fraction_of_the_documents(tmp_path, index_env,
 def test_repo_workload_pieces(tmp_path):
     import random
 
-    from rest_lsp.benchmarks import repo
+    from rest_lsp.bench import workloads
 
     files = [f"pkg/m{i}.py" for i in range(20)]
-    held = repo.held_out_files(files, 3, seed=7)
-    assert len(held) == 3 and held == sorted(held) and held == repo.held_out_files(list(reversed(files)), 3, seed=7)
-    assert repo.held_out_files(files, 3, seed=8) != held
+    held = workloads.held_out_files(files, 3, seed=7)
+    assert len(held) == 3 and held == sorted(held) and held == workloads.held_out_files(list(reversed(files)), 3, seed=7)
+    assert workloads.held_out_files(files, 3, seed=8) != held
     text = "import os\n\n\ndef f(x):\n    if x:\n        return 1\n\n    return 2\n"
-    offsets = repo.cursor_positions(text, 10, random.Random(0), min_line=3)
+    offsets = workloads.cursor_positions(text, 10, random.Random(0), min_line=3)
     # after the indentation of every non-blank line from the fourth on
     assert [text[o:].split("\n")[0] for o in offsets] == ["def f(x):", "if x:", "return 1", "return 2"]
     (tmp_path / "src" / "pkg").mkdir(parents=True)
     for f in ("pkg/a.py", "pkg/b.py"):
         (tmp_path / "src" / f).write_text(f)
-    repo.copy_without(tmp_path / "src", tmp_path / "copy", {"pkg/b.py"}, ["pkg/a.py", "pkg/b.py"])
+    workloads.copy_without(tmp_path / "src", tmp_path / "copy", {"pkg/b.py"}, ["pkg/a.py", "pkg/b.py"])
     assert (tmp_path / "copy" / "pkg" / "a.py").read_text() == "pkg/a.py"
     assert not (tmp_path / "copy" / "pkg" / "b.py").exists()
 
 
 def test_drafting_methods_are_built_from_one_place():
-    from rest_lsp.benchmarks.drafters import dense_drafter_of, method_drafter
-    from rest_lsp.config import RetrievalConfig
-    from rest_lsp.dense import DenseDrafter
+    from rest_lsp.bench.drafters import dense_drafter_of, method_drafter
+    from rest_lsp.config.schema import RetrievalConfig
+    from rest_lsp.drafting.dense import DenseDrafter
     from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
 
     r = RetrievalConfig()
@@ -125,8 +126,9 @@ def test_drafting_methods_are_built_from_one_place():
 def test_the_repository_workload_warms_its_history_on_indexed_files_only(tmp_path):
     from types import SimpleNamespace
 
-    from rest_lsp.benchmarks.drafters import RepositoryWorkload, method_drafter
-    from rest_lsp.config import Config, RetrievalConfig
+    from rest_lsp.bench.drafters import method_drafter
+    from rest_lsp.bench.workloads import RepositoryWorkload
+    from rest_lsp.config.schema import Config, RetrievalConfig
 
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -151,8 +153,8 @@ def test_torch_only_methods_are_refused_on_the_llama_cpp_forward():
 
     import pytest
 
-    from rest_lsp.benchmarks.humaneval import build_methods
-    from rest_lsp.config import Config
+    from rest_lsp.bench.humaneval import build_methods
+    from rest_lsp.config.schema import Config
     from rest_lsp.errors import ConfigError
 
     loaded = SimpleNamespace(forward="llama.cpp", model=SimpleNamespace(config=SimpleNamespace(vocab_size=10)))

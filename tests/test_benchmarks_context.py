@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from rest_lsp.benchmarks import context_settings, quality
-from rest_lsp.completion import bench as server_bench
+from rest_lsp.bench import context_settings
+from rest_lsp.bench import quality
+from rest_lsp.bench import server as server_bench
 from rest_lsp.errors import ConfigError
 
 
@@ -53,7 +54,7 @@ def test_quality_rows_per_setting_and_the_ratio_of_exact_match():
 
 
 def test_quality_command_compares_both_settings_by_default():
-    from rest_lsp.commands import bench
+    from rest_lsp.bench import commands as bench
 
     parser = argparse.ArgumentParser()
     bench.register(parser.add_subparsers())

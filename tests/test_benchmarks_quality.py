@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from rest_lsp.benchmarks import cursor_scores, quality
+from rest_lsp.bench import cursor_scores
+from rest_lsp.bench import quality
 
 SOURCE = '''"""A module."""
 
@@ -147,7 +148,7 @@ def test_score_summary_table_and_plot(tmp_path):
 def test_the_command_is_registered():
     import argparse
 
-    from rest_lsp.commands import bench
+    from rest_lsp.bench import commands as bench
 
     parser = argparse.ArgumentParser()
     bench.register(parser.add_subparsers())

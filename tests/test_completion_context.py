@@ -10,7 +10,7 @@ from rest_lsp.completion.context import (EMPTY, Snippet, choose_block, comment_m
                                          window_lines)
 from rest_lsp.completion.context_session import ContextSession, Place, continues, place_of
 from rest_lsp.completion.prompt import FILE_FLOOR_SHARE, PromptContext, build_prompt, context_cap
-from rest_lsp.config import Config
+from rest_lsp.config.schema import Config
 
 QWEN_VOCAB = {"a": 0, "<|endoftext|>": 1000, "<|fim_prefix|>": 1001, "<|fim_middle|>": 1002,
               "<|fim_suffix|>": 1003, "<|repo_name|>": 1004, "<|file_sep|>": 1005}

@@ -74,7 +74,7 @@ SUFFIX = "\n\n\ndef smaller(v):\n    return scale_vector(v, 0.5)\n"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     from rest_lsp.completion.service import CompletionService
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     tmp = tmp_path_factory.mktemp("context")
     ws = make_workspace(tmp / "proj", {

@@ -29,7 +29,7 @@ def embedded_tokenizer():
     """The embedded model's tokenizer (byte-level BPE), as the service loads it."""
     from transformers import AutoTokenizer
 
-    from rest_lsp.embedded_model import EMBEDDED_DIR
+    from rest_lsp.embedded.model import EMBEDDED_DIR
 
     return AutoTokenizer.from_pretrained(str(EMBEDDED_DIR))
 

@@ -8,8 +8,8 @@ from rest_lsp.completion import fim
 from rest_lsp.completion.prompt import HEADER_SHARE, build_prompt
 from rest_lsp.completion.uris import repo_and_path
 from rest_lsp.completion.stops import cursor_of, cut, cut_at_strings, finish
-from rest_lsp.config import Config
-from rest_lsp.embedded_model import SPECIAL_TOKENS
+from rest_lsp.config.schema import Config
+from rest_lsp.embedded.model import SPECIAL_TOKENS
 from rest_lsp.errors import ConfigError
 
 

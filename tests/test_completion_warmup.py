@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import msgpack
 
 from rest_lsp.completion.warmup import cursor_offsets, warm_history, warmup_positions
+from rest_lsp.engine.drafter import Drafter
 
 TEXT = "import os\n\n\nx = 1\n\ndef f(a):\n    if a:\n        return 1\n\n    return 2\n"
 
@@ -70,8 +71,8 @@ def test_warm_history_retries_preempted_positions_and_stops_when_told():
 
 
 def _drafting(tmp_path, model, warmup=400):
-    from rest_lsp.completion.drafting import WorkspaceDrafting
-    from rest_lsp.config import Config
+    from rest_lsp.drafting.session import WorkspaceDrafting
+    from rest_lsp.config.schema import Config
 
     config = Config()
     config.index.index_dir = str(tmp_path / "idx")
@@ -111,7 +112,7 @@ def _service(tmp_path, warmup: int):
     from lsp_testing import init_options, make_tiny_model_dir
 
     from rest_lsp.completion.service import CompletionService
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     model_dir = tmp_path / "model"
     if not model_dir.exists():
@@ -139,7 +140,7 @@ def test_the_service_warms_its_history_resumes_after_a_restart_and_yields_to_req
     assert not warmup.wanted(service)
     service.config.decoding.mode = "rest"
 
-    class Request:
+    class Request(Drafter):
         """A drafter that makes a completion request arrive during the first warm-up decode."""
 
         arrived = False

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from engine_testing import tiny_model
-from rest_lsp import dense
-from rest_lsp.dense import model_identity
+from rest_lsp.drafting import dense
+from rest_lsp.drafting.dense import model_identity
 
 
 def saved_model(folder, seed: int):

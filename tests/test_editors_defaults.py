@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rest_lsp.config import Config
+from rest_lsp.config.schema import Config
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_JSON = REPO / "editors" / "vscode" / "package.json"
@@ -175,9 +175,9 @@ def test_the_documented_options_are_there():
 
 def test_vscode_choices_are_the_servers():
     """A setting with a fixed set of values offers exactly the values the server accepts
-    (``rest_lsp.config_check``), e.g. every FIM template the server knows; and every such server
+    (``rest_lsp.config.checks``), e.g. every FIM template the server knows; and every such server
     option that VS Code exposes is offered as a choice."""
-    from rest_lsp.config_check import _CHOICES
+    from rest_lsp.config.checks import _CHOICES
 
     choices = {(section, name): values for section, name, values in _CHOICES}
     options = vscode_options()

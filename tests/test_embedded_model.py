@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rest_lsp import embedded_model
-from rest_lsp.embedded_model import EMBEDDED_DIR
+from rest_lsp.embedded import model as embedded_model
+from rest_lsp.embedded.model import EMBEDDED_DIR
 
 #: shipped weights must stay small (the wheel carries them)
 MAX_WEIGHT_BYTES = 40_000_000

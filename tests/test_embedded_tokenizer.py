@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rest_lsp.embedded_model import EMBEDDED_DIR, SPECIAL_TOKENS, tokenizer_path
+from rest_lsp.embedded.model import EMBEDDED_DIR, SPECIAL_TOKENS, tokenizer_path
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine_testing import single_thread, tiny_model  # noqa: F401
-from rest_lsp.config import DecodingConfig
+from rest_lsp.config.schema import DecodingConfig
 from rest_lsp.engine.acceptance import Acceptance
 from rest_lsp.engine.budget import AcceptanceModel, AdaptiveBudget, CostModel, FixedBudget
 from rest_lsp.engine.cost import cached_cost, measure_cost

@@ -1,4 +1,4 @@
-"""The engine with the real datastore behind ``rest_lsp.drafters`` (tiny tokenizer and corpus)."""
+"""The engine with the real datastore behind ``rest_lsp.drafting.datastore`` (tiny tokenizer and corpus)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from engine_testing import reference_greedy, single_thread, tiny_model  # noqa: F401
 from indexer_fixtures import SAMPLE_CODE, small_index_config
-from rest_lsp.config import Config
-from rest_lsp.drafters import DatastoreDrafter, open_corpus_datastore
+from rest_lsp.config.schema import Config
+from rest_lsp.drafting.datastore import DatastoreDrafter, open_corpus_datastore
 from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter
 from rest_lsp.engine.engine import Engine
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from engine_testing import VOCAB, near_copies, reference_greedy, single_thread, tiny_model  # noqa: F401
-from indexer import dense as dense_mod
-from indexer.dense import DenseIndex, Projection
-from rest_lsp.config import DecodingConfig
-from rest_lsp.dense import DenseDrafter, build_dense_index, hidden_states_of, model_identity
+from indexer.search import dense as dense_mod
+from indexer.search.dense import DenseIndex, Projection
+from rest_lsp.config.schema import DecodingConfig
+from rest_lsp.drafting.dense import DenseDrafter, build_dense_index, hidden_states_of, model_identity
 from rest_lsp.engine.drafter import (
     Candidate,
     ContextSuffixDrafter,
@@ -172,7 +172,7 @@ def test_source_credit_and_weights_move_toward_the_accepted_source():
 def test_refresher_replaces_a_changed_file_and_drops_a_deleted_one(tmp_path):
     import threading
 
-    from rest_lsp.dense import DenseRefresher
+    from rest_lsp.drafting.dense import DenseRefresher
 
     class Words:  # token ids are the words "t<i>"
         def encode(self, text, add_special_tokens=False, verbose=True):  # a tokenizer's signature
@@ -201,7 +201,7 @@ def test_refresher_replaces_a_changed_file_and_drops_a_deleted_one(tmp_path):
 
 
 def test_streaming_build_fits_on_the_first_files_and_adds_the_rest(monkeypatch):
-    from rest_lsp import dense as rest_dense
+    from rest_lsp.drafting import dense as rest_dense
 
     monkeypatch.setattr(rest_dense, "FIT_SAMPLE", 50)
     monkeypatch.setattr(dense_mod, "training_rows", lambda entries: 100)
@@ -219,9 +219,9 @@ def test_workspace_drafting_learns_persists_and_uses_the_dense_index(tmp_path):
     import threading
     from types import SimpleNamespace
 
-    from rest_lsp.completion.drafting import WorkspaceDrafting
-    from rest_lsp.config import Config
-    from rest_lsp.dense import dense_path
+    from rest_lsp.drafting.session import WorkspaceDrafting
+    from rest_lsp.config.schema import Config
+    from rest_lsp.drafting.dense import dense_path
 
     model = tiny_model()
     loaded = SimpleNamespace(model=model, runner=None, tokenizer=None, source="tiny")
@@ -258,10 +258,10 @@ def test_workspace_drafting_with_every_source_on_stays_greedy(dense_for, tmp_pat
 
     from indexer.workspace_index import open_or_build
     from indexer_fixtures import SAMPLE_CODE, small_index_config
-    from rest_lsp.completion.drafting import WorkspaceDrafting
-    from rest_lsp.config import Config
-    from rest_lsp.dense import dense_path
-    from rest_lsp.drafters import open_corpus_datastore
+    from rest_lsp.drafting.session import WorkspaceDrafting
+    from rest_lsp.config.schema import Config
+    from rest_lsp.drafting.dense import dense_path
+    from rest_lsp.drafting.datastore import open_corpus_datastore
 
     vocab = tiny_tokenizer.vocab_size
     model = tiny_model("qwen2", seed=5, vocab=vocab)

@@ -18,6 +18,7 @@ from rest_lsp.engine.drafter import (Candidate, ContextSuffixDrafter, MergedDraf
 from rest_lsp.engine.engine import Engine
 from rest_lsp.engine.gate import GatedDrafter
 from rest_lsp.engine.packed_llama import SUPPORTED_TYPES, PackedLlama
+from rest_lsp.engine.drafter import Drafter
 
 N_NEW = 24
 
@@ -97,7 +98,7 @@ def test_oracle_drafts_are_accepted_in_few_steps(case):
     model, prompts, refs = case
     prompt, ref = prompts[1], refs[1]
 
-    class Oracle:
+    class Oracle(Drafter):
         def draft(self, ctx):
             done = len(ctx) - len(prompt)
             return [Candidate(tuple(ref[done:done + 8]), 1.0, "corpus", 3)] if ref[done:] else []

@@ -5,13 +5,14 @@ from __future__ import annotations
 from rest_lsp.engine.drafter import Candidate, MergedDrafter
 from rest_lsp.engine.source_weights import source_credit
 from rest_lsp.engine.gate import GatedDrafter
+from rest_lsp.engine.drafter import Drafter
 
 
 def c(tokens, source="corpus"):
     return Candidate(tuple(tokens), 1.0, source, 2)
 
 
-class Fixed:
+class Fixed(Drafter):
     """A drafter that always proposes the same candidates (and counts how often it was asked)."""
 
     def __init__(self, tokens, source):

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from engine_testing import save_tiny, single_thread  # noqa: F401
-from rest_lsp.config import ModelConfig
+from rest_lsp.config.schema import ModelConfig
 from rest_lsp.engine.engine import Engine
 from rest_lsp.engine.model import check_tokenizer, describe, load_model, tokenizer_identity
 from rest_lsp.errors import ModelError, TokenizerMismatchError

@@ -128,7 +128,7 @@ def test_supports_names_what_is_missing():
 
 
 def test_cost_benchmark_measures_every_forward():
-    from rest_lsp.engine import cost_bench
+    from rest_lsp.bench import cost as cost_bench
 
     lines = []
     results = cost_bench.run({"tiny": lambda: tiny_model("qwen2")}, ["packed", "unpacked", "transformers"],

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from engine_testing import VOCAB, near_copies, single_thread, tiny_model  # noqa: F401
-from rest_lsp.benchmarks.replay import EOS_MARK, Trace, accepted_length, capture, load_traces, replay, save_traces
-from rest_lsp.config import DecodingConfig
-from rest_lsp.dense import DenseDrafter, build_dense_index, model_identity
+from rest_lsp.bench.replay import EOS_MARK, Trace, accepted_length, capture, load_traces, replay, save_traces
+from rest_lsp.config.schema import DecodingConfig
+from rest_lsp.drafting.dense import DenseDrafter, build_dense_index, model_identity
 from rest_lsp.engine.draft_tree import DraftTree
 from rest_lsp.engine.drafter import ContextSuffixDrafter, HistoryDrafter, MergedDrafter, RecyclingDrafter
 from rest_lsp.engine.source_weights import SourceWeights
 from rest_lsp.engine.engine import Engine
+from rest_lsp.engine.drafter import Drafter
 
 
 def _drafter(model, docs):
@@ -72,7 +73,7 @@ def test_trace_target_marks_the_end_of_sequence():
 def test_replay_counts_steps_by_accepted_length():
     from rest_lsp.engine.drafter import Candidate
 
-    class Fixed:  # always drafts the next three target tokens
+    class Fixed(Drafter):  # always drafts the next three target tokens
         def draft(self, context):
             return [Candidate(tuple(range(len(context), len(context) + 3)), 1.0, "context", 2)]
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from engine_testing import VOCAB, reference_greedy, single_thread, tiny_model  # noqa: F401
-from rest_lsp.config import DecodingConfig
+from rest_lsp.config.schema import DecodingConfig
 from rest_lsp.engine.drafter import Candidate, ContextSuffixDrafter
 from rest_lsp.engine.engine import Engine, common_prefix_len
 from rest_lsp.errors import DecodingError
+from rest_lsp.engine.drafter import Drafter
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +127,7 @@ def test_sampling_is_exact_for_the_first_two_tokens():
               for t in range(vocab)}
     exact = {(a, b): float(p1[a] * p2[a][b]) for a in range(vocab) for b in range(vocab)}
 
-    class AllPairs:  # every token as a child of the root, each with two grandchildren
+    class AllPairs(Drafter):  # every token as a child of the root, each with two grandchildren
         def draft(self, ctx):
             return [Candidate((a, b), 1.0, "context", 2) for a in range(vocab) for b in (a, (a + 1) % vocab)]
 

@@ -161,7 +161,7 @@ def test_cost_of_a_bucketed_forward_is_measured_at_the_buckets():
 
 
 def test_cost_benchmark_measures_the_static_forward_at_its_buckets(monkeypatch):
-    from rest_lsp.engine import cost_bench
+    from rest_lsp.bench import cost as cost_bench
 
     monkeypatch.setenv("REST_LSP_ROW_BUCKETS", "1,4")
     results = cost_bench.run({"tiny": lambda: tiny_model("qwen2")}, ["packed", "static"],

@@ -133,7 +133,7 @@ def test_top_tokens_break_ties_toward_the_smaller_id_on_cuda():
 
 def real_model():
     """The real 0.5B on CUDA in bf16: $REST_LSP_GPU_MODEL_05B (a .gguf) or the packaged model."""
-    from rest_lsp.config import ModelConfig
+    from rest_lsp.config.schema import ModelConfig
     from rest_lsp.engine.model import load_model
 
     name = os.environ.get("REST_LSP_GPU_MODEL_05B", "")
@@ -147,7 +147,7 @@ def real_model():
 
 @pytest.mark.slow
 def test_real_model_rest_is_token_identical_to_greedy_in_bf16():
-    from rest_lsp.benchmarks.humaneval import humaneval_prompts
+    from rest_lsp.bench.humaneval import humaneval_prompts
 
     loaded = real_model()
     assert loaded.forward == "static" and loaded.dtype == torch.bfloat16

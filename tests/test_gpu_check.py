@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rest_lsp.benchmarks import gpu_check, gpu_stage
-from rest_lsp.benchmarks.humaneval import Run, summarize
+from rest_lsp.bench import gpu_check
+from rest_lsp.bench import gpu_stage
+from rest_lsp.bench.humaneval import Run, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 CUDA_STEPS = ("stage", "model_05b", "gpu_tests", "index_05b", "agreement_05b", "speed_05b", "model_15b",

@@ -7,7 +7,7 @@
   workspace folders are refused for indexing (saves, watched-file events, buffers).
 - Sockets: ``--tcp`` listens on loopback only, and that is the daemon's only listening socket;
   over stdio it has none.  ``trust_remote_code`` is off and pickle weights are refused by default.
-- kill -9 of the daemon during index builds and refreshes (``rest_lsp.stress.crash``; the
+- kill -9 of the daemon during index builds and refreshes (``rest_lsp.bench.stress.crash``; the
   100-trial run is ``rest-lsp bench crash``, figures in ``BENCHMARKS.md``).
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from lsp_testing import EMBEDDED, TOKENIZER_FILES, init_options, server_env
-from rest_lsp.stress.client import RawClient, inline_params, serve_argv
+from rest_lsp.bench.stress.client import RawClient, inline_params, serve_argv
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -220,7 +220,7 @@ def test_remote_code_off_and_pickle_weights_refused(tmp_path):
     import torch
     import transformers
 
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
     from rest_lsp.engine.model import load_model
     from rest_lsp.errors import ModelError
 
@@ -238,7 +238,7 @@ def test_remote_code_off_and_pickle_weights_refused(tmp_path):
 def test_kill_9_during_builds_and_refreshes_leaves_a_loadable_index(tmp_path, editor_model_dir):
     """Two trials of ``rest-lsp bench crash`` (which runs 100): every index opens with full checksums
     after every kill, and the start after the last kill reaches ready with no repair by hand."""
-    from rest_lsp.stress.crash import run_trials
+    from rest_lsp.bench.stress.crash import run_trials
 
     ws = tmp_path / "src"
     ws.mkdir()

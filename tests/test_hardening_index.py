@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from indexer import indexdir, shard as shard_mod
+from indexer.storage import indexdir
+from indexer.storage import shard as shard_mod
 from indexer.tokens import load_tokenizer
 from indexer_fixtures import SAMPLE_CODE, make_workspace, train_tiny_tokenizer
 from rest_lsp.completion.health import open_verified
-from rest_lsp.config import Config
+from rest_lsp.config.schema import Config
 
 REPO = Path(__file__).resolve().parent.parent
 EMBEDDED = str(REPO / "rest_lsp" / "embedded")

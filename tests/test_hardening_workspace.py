@@ -25,10 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from indexer import sources, workspace_index
+from indexer import workspace_index
+from indexer.building import sources
 from indexer.datastore import Datastore
 from indexer.tokens import load_tokenizer
-from rest_lsp.config import IndexConfig
+from rest_lsp.config.schema import IndexConfig
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -73,7 +74,7 @@ BUILD = textwrap.dedent('''
     from pathlib import Path
     from indexer import workspace_index
     from indexer.tokens import load_tokenizer
-    from rest_lsp.config import IndexConfig
+    from rest_lsp.config.schema import IndexConfig
     ws, out, tok = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     stop = threading.Event()
     def churn():  # delete and rewrite files while the build reads them

@@ -10,13 +10,14 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from indexer import fanout, index_kind
-from indexer.remote import INFO_PATH, Request, encode_error, encode_retrieval
+from indexer.search import fanout
+from indexer.storage import index_kind
+from indexer.remote.tier import INFO_PATH, Request, encode_error, encode_retrieval
 from indexer.tokens import load_tokenizer
 from indexer_fixtures import SAMPLE_CODE, make_workspace
 from scaleout_testing import LoopbackHttp, answer
 from rest_lsp.cli import main
-from rest_lsp.config import IndexConfig
+from rest_lsp.config.schema import IndexConfig
 
 QUERY = "def add(a, b):\\n    return"
 
@@ -26,7 +27,7 @@ class ServedIndex:
     ``POST /retrieve`` over every shard of a corpus index (one group, no Ray)."""
 
     def __init__(self, index_dir: Path, tokenizer_identity: str) -> None:
-        from indexer import indexdir
+        from indexer.storage import indexdir
 
         names = indexdir.read_current(index_dir)["shards"]
         group = fanout.ShardGroup.open(index_dir, names, tokenizer_identity)

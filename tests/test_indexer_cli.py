@@ -49,8 +49,8 @@ def test_stats_without_index_is_a_clean_error(tmp_path, index_env, tiny_tokenize
 def test_indexer_never_imports_torch():
     code = (
         "import sys\n"
-        "import indexer, indexer.datastore, indexer.workspace_index, indexer.watcher, indexer.bench\n"
-        "import indexer.retrieval, indexer.sources, indexer.tokens, indexer.shard, indexer.build\n"
+        "import indexer, indexer.datastore, indexer.workspace_index, indexer.watcher, rest_lsp.bench.index\n"
+        "import indexer.search.retrieval, indexer.building.sources, indexer.tokens, indexer.storage.shard, indexer.building.shards\n"
         "import rest_lsp.commands.index\n"
         "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m == 'transformers']\n"
         "assert not bad, bad\n"
@@ -78,7 +78,7 @@ def test_bench_smoke(tmp_path, index_env, tiny_tokenizer_path, capsys):
 def test_compact_tier_from_the_cli(tmp_path, index_env, tiny_tokenizer_path, capsys):
     from indexer.tokens import load_tokenizer
     from indexer.workspace_index import corpus_dir
-    from rest_lsp.config import IndexConfig
+    from rest_lsp.config.schema import IndexConfig
 
     ws = make_workspace(tmp_path / "ws", {"m.py": SAMPLE_CODE})
     corpus = make_workspace(tmp_path / "corpus", {f"c{i}.py": SAMPLE_CODE.replace("add", f"plus{i}") for i in range(4)})

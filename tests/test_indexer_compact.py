@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer import compact, compact_build, indexdir
-from indexer.compact import CompactIndex, CompactSettings
-from indexer.retrieval import merge_prefixes
-from indexer.shard import Doc, Shard, write_shard
+from indexer.search import compact
+from indexer.building import compact as compact_build
+from indexer.storage import indexdir
+from indexer.search.compact import CompactIndex, CompactSettings
+from indexer.search.retrieval import merge_prefixes
+from indexer.storage.shard import Doc, Shard, write_shard
 from rest_lsp.errors import DatastoreError, IndexCorruptError, TokenizerMismatchError
 
 SEP = 0
@@ -111,7 +113,7 @@ def test_lookup_equals_a_scan_of_every_kept_ngram(width, data):
 
 
 def test_candidates_made_slot_by_slot_equal_constructed_ones(monkeypatch):
-    from indexer.retrieval import Candidate
+    from indexer.search.retrieval import Candidate
 
     conts, counts = ((5, 6, 7), (5,), (300, 70000)), (9, 4, 1)
     want = tuple(Candidate(t, k, "corpus-compact", 2) for t, k in zip(conts, counts))
@@ -201,8 +203,8 @@ def test_datastore_drafts_from_the_compact_tier_and_decoding_stays_exact(tmp_pat
 
     from engine_testing import reference_greedy, tiny_model
     from indexer.datastore import Datastore
-    from rest_lsp.config import IndexConfig, RetrievalConfig
-    from rest_lsp.drafters import DatastoreDrafter
+    from rest_lsp.config.schema import IndexConfig, RetrievalConfig
+    from rest_lsp.drafting.datastore import DatastoreDrafter
     from rest_lsp.engine.engine import Engine
 
     model = tiny_model("llama", seed=4)

@@ -7,9 +7,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.occurrences import document_length, document_window, longest_runs, occurrences, without_paths
-from indexer.shard import Doc, Shard
-from indexer.suffix import ShardView
+from indexer.search.occurrences import document_length, document_window, longest_runs, occurrences, without_paths
+from indexer.storage.shard import Doc, Shard
+from indexer.search.suffix import ShardView
 
 SEP = 0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from indexer.packed import PAD, PackedInts, bits_for, pack
+from indexer.storage.packed import PAD, PackedInts, bits_for, pack
 
 
 def test_bits_for():
@@ -30,7 +30,7 @@ def test_every_access_path_equals_the_values(bits, n, seed):
 
 
 def test_chunked_packing_matches_across_chunk_edges(monkeypatch):
-    from indexer import packed
+    from indexer.storage import packed
 
     monkeypatch.setattr(packed, "CHUNK", 64)
     values = np.random.default_rng(1).integers(0, 2**26, size=1000)

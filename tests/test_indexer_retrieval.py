@@ -9,12 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer import retrieval, shard as shard_mod
+from indexer.search import retrieval
+from indexer.storage import shard as shard_mod
 from indexer.datastore import Datastore
-from indexer.shard import Doc, Shard, suffix_array
-from indexer.suffix import ShardView, suffix_range
+from indexer.storage.shard import Doc, Shard, suffix_array
+from indexer.search.suffix import ShardView, suffix_range
 from indexer.tokens import IndexTokenizer
-from rest_lsp.config import IndexConfig, RetrievalConfig
+from rest_lsp.config.schema import IndexConfig, RetrievalConfig
 
 SEP = 0
 

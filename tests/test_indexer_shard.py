@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer import indexdir, shard as shard_mod, workspace_index
+from indexer import workspace_index
+from indexer.storage import indexdir
+from indexer.storage import shard as shard_mod
 from indexer.datastore import Datastore
-from indexer.packed import PAD
-from indexer.shard import Doc, Shard, build_arrays, write_shard
+from indexer.storage.packed import PAD
+from indexer.storage.shard import Doc, Shard, build_arrays, write_shard
 from indexer_fixtures import SAMPLE_CODE, make_workspace, small_index_config, train_tiny_tokenizer
 from rest_lsp.errors import DatastoreError, IndexCorruptError, IndexVersionError, TokenizerMismatchError
 
@@ -154,7 +156,7 @@ KILL_CHILD = textwrap.dedent('''
     from pathlib import Path
     from indexer import workspace_index
     from indexer.tokens import load_tokenizer
-    from rest_lsp.config import IndexConfig
+    from rest_lsp.config.schema import IndexConfig
     ws, out, tok_path = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     tok = load_tokenizer(tok_path)
     cfg = IndexConfig(corpus_shard_tokens=300)  # several shards per build: more points to die at
@@ -172,7 +174,7 @@ def test_kill_at_random_points_leaves_a_loadable_index(tmp_path, tiny_tokenizer_
     ws = make_workspace(tmp_path / "ws", {f"m{i}.py": SAMPLE_CODE * 3 for i in range(6)})
     out = tmp_path / "index"
     from indexer.tokens import load_tokenizer
-    from rest_lsp.config import IndexConfig
+    from rest_lsp.config.schema import IndexConfig
 
     tok = load_tokenizer(tiny_tokenizer_path)
     workspace_index.build_workspace(ws, IndexConfig(), tok, None, out)
@@ -202,7 +204,7 @@ def test_kill_at_random_points_leaves_a_loadable_index(tmp_path, tiny_tokenizer_
 
 def test_crash_before_pointer_swap_keeps_old_index(tmp_path, tiny_tokenizer_path, monkeypatch):
     from indexer.tokens import load_tokenizer
-    from rest_lsp.config import IndexConfig
+    from rest_lsp.config.schema import IndexConfig
 
     tok = load_tokenizer(tiny_tokenizer_path)
     ws = make_workspace(tmp_path / "ws", {"a.py": SAMPLE_CODE})

@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from indexer import build, sources
+from indexer.building import shards as build
+from indexer.building import sources
 from indexer_fixtures import make_workspace
-from rest_lsp.config import IndexConfig
+from rest_lsp.config.schema import IndexConfig
 
 
 def walk(root, config=None, corpus=False):

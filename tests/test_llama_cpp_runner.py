@@ -39,7 +39,7 @@ def require_llama_cpp() -> None:
 def loaded():
     require_packaged_model()
     require_llama_cpp()
-    from rest_lsp.config import ModelConfig
+    from rest_lsp.config.schema import ModelConfig
     from rest_lsp.engine.model import load_model
 
     return load_model(ModelConfig(name=NAME, threads=2, forward="llama.cpp"))
@@ -77,7 +77,7 @@ def greedy_rows(runner, ids: list[int], n: int) -> tuple[list[int], list[np.ndar
 def test_the_auto_forward_of_a_gguf_model_on_the_cpu_is_llama_cpp():
     require_packaged_model()
     require_llama_cpp()
-    from rest_lsp.config import ModelConfig
+    from rest_lsp.config.schema import ModelConfig
     from rest_lsp.engine.model import describe, load_model
 
     loaded = load_model(ModelConfig(name=NAME, threads=2))
@@ -197,8 +197,8 @@ def test_a_workspace_on_the_llama_cpp_forward_drafts_without_a_dense_index(tmp_p
     says so and goes on without the dense tier instead of failing at its first refresh."""
     from types import SimpleNamespace
 
-    from rest_lsp.config import Config
-    from rest_lsp.dense import dense_path, open_workspace_dense
+    from rest_lsp.config.schema import Config
+    from rest_lsp.drafting.dense import dense_path, open_workspace_dense
 
     config, _ = Config.from_dict({"retrieval": {"dense": "auto"}, "index": {"index_dir": str(tmp_path / "idx")}})
     dense_path(tmp_path, config.index).parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ def test_a_workspace_on_the_llama_cpp_forward_drafts_without_a_dense_index(tmp_p
 
 def test_the_llama_cpp_forward_refuses_a_model_without_a_gguf_file():
     require_llama_cpp()
-    from rest_lsp.config import ModelConfig
+    from rest_lsp.config.schema import ModelConfig
     from rest_lsp.engine.model import load_model
     from rest_lsp.errors import ModelError
 

@@ -115,7 +115,7 @@ async def test_inline_completion_matches_the_service(session, model_dir, tmp_pat
         assert item.command.command == "rest-lsp.accepted"
     # the same completion computed in-process, through the same service, gives the same text
     from rest_lsp.completion.service import CompletionService
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     config, problems = Config.from_dict(init_options(model_dir, workspace))
     assert not problems

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from rest_lsp import memory
+from rest_lsp.lsp import memory
 
 
 def test_tame_heap_starts_one_trim_thread_on_glibc():
@@ -38,7 +38,7 @@ def _handle(server, message: dict) -> None:
 
 def test_notifications_leave_no_futures_behind():
     """pygls files a Future per generator-handled notification and never drops it: we do."""
-    from rest_lsp.server import create_server
+    from rest_lsp.lsp.server import create_server
 
     server = create_server()
     server.protocol.set_writer(_NullWriter())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rest_lsp import model_eval
+from rest_lsp.bench import model_eval
 from rest_lsp.cli import main
 from rest_lsp.engine.model import resolve_device, resolve_dtype
 

@@ -120,7 +120,7 @@ def test_help_and_imports_come_from_the_fresh_venv(venv, tmp_path):
     out = run([venv / "bin" / "rest-lsp", "--help"], cwd=tmp_path).stdout
     assert "serve" in out and "complete" in out
     where = run([venv / "bin" / "python", "-c",
-                 "import rest_lsp, indexer; from rest_lsp.embedded_model import EMBEDDED_DIR, has_weights;"
+                 "import rest_lsp, indexer; from rest_lsp.embedded.model import EMBEDDED_DIR, has_weights;"
                  "print(rest_lsp.__file__); print(indexer.__file__); print(has_weights(EMBEDDED_DIR))"], cwd=tmp_path).stdout
     rest_lsp_file, indexer_file, weights = where.split()
     site = venv.resolve() / "lib"

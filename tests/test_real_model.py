@@ -38,7 +38,7 @@ PROMPTS = (
 @pytest.fixture(scope="module")
 def loaded():
     require_packaged_model()
-    from rest_lsp.config import ModelConfig
+    from rest_lsp.config.schema import ModelConfig
     from rest_lsp.engine.model import load_model
 
     return load_model(ModelConfig(name=NAME, threads=2))
@@ -50,7 +50,7 @@ def service(loaded):
     import tempfile
 
     from rest_lsp.completion.service import CompletionService
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     corpus = Path(tempfile.mkdtemp(prefix="rest-lsp-corpus-"))
     (corpus / "lib.py").write_text("def add(a, b):\n    return a + b\n")
@@ -216,7 +216,7 @@ def test_a_cursor_after_indentation_gets_a_statement_not_more_indentation(servic
 def test_the_static_forward_on_the_real_model_is_exact_on_the_cpu():
     """The static forward (auto's choice on CUDA) run eagerly on the real 0.5B in float32: its
     greedy output is transformers' plain greedy output, and REST through it is token-identical."""
-    from rest_lsp.config import ModelConfig
+    from rest_lsp.config.schema import ModelConfig
     from rest_lsp.engine.engine import Engine
     from rest_lsp.engine.model import load_model
     from rest_lsp.engine.static_forward import StaticLlama

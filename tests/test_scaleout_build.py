@@ -13,10 +13,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from indexer import cluster, indexdir, partition  # noqa: E402
+from indexer.remote import cluster
+from indexer.storage import indexdir
+from indexer.building import partition  # noqa: E402
 from indexer.datastore import Datastore  # noqa: E402
-from indexer.shard import ARRAY_FILES  # noqa: E402
-from rest_lsp.config import IndexConfig  # noqa: E402
+from indexer.storage.shard import ARRAY_FILES  # noqa: E402
+from rest_lsp.config.schema import IndexConfig  # noqa: E402
 from rest_lsp.errors import DatastoreError  # noqa: E402
 from scaleout_testing import SHARD_TOKENS, make_corpus, query_answers, random_contexts  # noqa: E402
 
@@ -147,7 +149,7 @@ def test_ray_messages_on_stdout_stay_out_of_the_json(tmp_path, corpus, tiny_toke
     # Ray prints a retried task's error on stdout even with log_to_driver off (seen in CI)
     import json
 
-    from indexer import cluster
+    from indexer.remote import cluster
     from rest_lsp import cli
 
     real = cluster.build_on_ray

@@ -1,6 +1,6 @@
 """Scale-out retrieval without Ray: shards split over groups answer exactly as one local datastore.
 
-The fan-out (probe, plan, gather, merge: ``indexer.fanout``) is what the Serve router runs over
+The fan-out (probe, plan, gather, merge: ``indexer.search.fanout``) is what the Serve router runs over
 its replicas; here the groups are called in-process, over random corpora, partitions and queries,
 in every mode and with small sampling limits (so that the shares of ``max_candidates`` matter).
 """
@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer import fanout
+from indexer.search import fanout
 from indexer.datastore import Datastore
-from indexer.remote import Request, decode_retrieval, encode_retrieval
-from indexer.shard import Doc, Shard
+from indexer.remote.tier import Request, decode_retrieval, encode_retrieval
+from indexer.storage.shard import Doc, Shard
 from indexer.tokens import IndexTokenizer
-from rest_lsp.config import IndexConfig, RetrievalConfig
+from rest_lsp.config.schema import IndexConfig, RetrievalConfig
 from rest_lsp.errors import RemoteDatastoreError, TokenizerMismatchError
 
 SEP = 0
@@ -117,8 +117,8 @@ def test_the_wire_format_round_trips_and_rejects_garbage():
 
 
 def test_split_shards_keeps_order_and_balances_tokens(tmp_path, tiny_tokenizer):
-    from indexer import indexdir
-    from indexer.build import write_docs
+    from indexer.storage import indexdir
+    from indexer.building.shards import write_docs
     from indexer.workspace_index import corpus_pointer
 
     names = []

@@ -8,11 +8,13 @@ import sys
 
 import pytest
 
-from indexer import build, indexdir, partition
+from indexer.building import shards as build
+from indexer.storage import indexdir
+from indexer.building import partition
 from indexer.datastore import Datastore
-from indexer.sources import SourceFile
+from indexer.building.sources import SourceFile
 from indexer.workspace_index import build_corpus
-from rest_lsp.config import IndexConfig
+from rest_lsp.config.schema import IndexConfig
 from rest_lsp.errors import ClusterError, DatastoreError
 from scaleout_testing import SHARD_TOKENS, make_corpus, query_answers, random_contexts
 
@@ -127,7 +129,7 @@ def test_a_shard_that_fails_stops_the_build_and_keeps_the_previous_index(tmp_pat
 
 
 def test_ray_missing_says_which_extra_to_install(monkeypatch, tmp_path, tiny_tokenizer_path):
-    from indexer import cluster
+    from indexer.remote import cluster
     from rest_lsp import cli
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
@@ -141,7 +143,7 @@ def test_ray_missing_says_which_extra_to_install(monkeypatch, tmp_path, tiny_tok
 
 def test_the_core_never_imports_ray():
     code = ("import sys\n"
-            "import indexer.cluster, indexer.fanout, indexer.partition, indexer.remote, indexer.datastore\n"
+            "import indexer.remote.cluster, indexer.search.fanout, indexer.building.partition, indexer.remote.tier, indexer.datastore\n"
             "from rest_lsp import cli\n"
             "cli.build_parser()\n"
             "assert 'ray' not in sys.modules, 'ray imported'\n"

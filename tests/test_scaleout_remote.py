@@ -1,6 +1,6 @@
 """The remote tier in a daemon, without Ray: down, slow, wrong tokenizer, back again; the config.
 
-A small HTTP server on 127.0.0.1 plays the served index: it answers with ``indexer.fanout`` over
+A small HTTP server on 127.0.0.1 plays the served index: it answers with ``indexer.search.fanout`` over
 the same shards (as Ray Serve's router does), hangs until released, or refuses the tokenizer.
 Time never passes by sleeping: the tier's clock is a fake one the tests move.
 """
@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from indexer import fanout
+from indexer.search import fanout
 from indexer.datastore import Datastore
-from indexer.remote import SLOW_STRIKES, Request, RemoteTier, encode_error, encode_retrieval
-from indexer.shard import Shard
-from rest_lsp.config import Config, IndexConfig, RetrievalConfig
+from indexer.remote.tier import SLOW_STRIKES, Request, RemoteTier, encode_error, encode_retrieval
+from indexer.storage.shard import Shard
+from rest_lsp.config.schema import Config, IndexConfig, RetrievalConfig
 from rest_lsp.errors import RemoteDatastoreError, TokenizerMismatchError
 from scaleout_testing import LoopbackHttp, answer, build_index, make_corpus, random_contexts
 
@@ -124,7 +124,7 @@ def test_a_down_remote_tier_costs_nothing_is_logged_once_and_is_retried_later(in
     store = daemon_store(tiny_tokenizer, url, clock, remote_retry_s=30.0)
     local_only = Datastore.open(index[0], tiny_tokenizer)
     store.corpus, store.corpus_views = local_only.corpus, local_only.corpus_views  # a local corpus tier too
-    caplog.set_level(logging.INFO, logger="indexer.remote")
+    caplog.set_level(logging.INFO, logger="indexer.remote.tier")
     contexts = random_contexts(tiny_tokenizer, 20, seed=5)
     for ctx in contexts:
         r, seconds = timed(store, ctx)
@@ -163,7 +163,7 @@ def test_a_slow_remote_tier_is_left_out_after_strikes_and_back_when_it_answers(i
     clock = FakeClock()
     store = daemon_store(tiny_tokenizer, server.url, clock, remote_retry_s=5.0)
     tier = store.remotes[0]
-    caplog.set_level(logging.INFO, logger="indexer.remote")
+    caplog.set_level(logging.INFO, logger="indexer.remote.tier")
     ctx = random_contexts(tiny_tokenizer, 1, seed=7)[0]
     tier.budget_s = 0.0  # every answer is late: the step never waits
     store.index_config.remote_budget_ms = 1e-6
@@ -185,7 +185,7 @@ def test_a_slow_remote_tier_is_left_out_after_strikes_and_back_when_it_answers(i
 def test_a_tokenizer_mismatch_is_a_clear_error_never_drafts(index, server, tiny_tokenizer, caplog):
     server.behaviour = "mismatch"
     store = daemon_store(tiny_tokenizer, server.url, FakeClock(), remote_budget_ms=5000.0)
-    caplog.set_level(logging.INFO, logger="indexer.remote")
+    caplog.set_level(logging.INFO, logger="indexer.remote.tier")
     for ctx in random_contexts(tiny_tokenizer, 5, seed=8):
         assert store.retrieve(ctx).candidates == []  # no local tier here: nothing, and nothing wrong
     tier = store.remotes[0]
@@ -202,7 +202,7 @@ def test_a_tokenizer_mismatch_is_a_clear_error_never_drafts(index, server, tiny_
 def test_completions_arrive_within_the_budget_when_the_remote_tier_hangs(index, server, tiny_tokenizer):
     from engine_testing import reference_greedy, tiny_model
     from indexer_fixtures import SAMPLE_CODE
-    from rest_lsp.drafters import DatastoreDrafter
+    from rest_lsp.drafting.datastore import DatastoreDrafter
     from rest_lsp.engine.engine import Engine
 
     server.behaviour = "hang"

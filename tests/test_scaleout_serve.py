@@ -15,10 +15,10 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.serve")
 
-from indexer import cluster  # noqa: E402
+from indexer.remote import cluster  # noqa: E402
 from indexer.datastore import Datastore  # noqa: E402
-from indexer.remote import Request, RemoteTier  # noqa: E402
-from rest_lsp.config import IndexConfig, RetrievalConfig  # noqa: E402
+from indexer.remote.tier import Request, RemoteTier  # noqa: E402
+from rest_lsp.config.schema import IndexConfig, RetrievalConfig  # noqa: E402
 from rest_lsp.errors import TokenizerMismatchError  # noqa: E402
 from scaleout_testing import MODES, build_index, random_contexts  # noqa: E402
 

@@ -20,10 +20,10 @@ from lsprotocol import types as lsp
 from pygls.workspace import Workspace
 
 from rest_lsp.completion.figures import Outcome
-from rest_lsp.config import Config
+from rest_lsp.config.schema import Config
 from rest_lsp.errors import DecodingError
-from rest_lsp.framing import EMPTY_PARAMS, INVALID_REQUEST, VOID_PARAMS, Edge, Gate, check_envelope, normalize_params
-from rest_lsp.server import create_server, run_completion
+from rest_lsp.lsp.framing import EMPTY_PARAMS, INVALID_REQUEST, VOID_PARAMS, Edge, Gate, check_envelope, normalize_params
+from rest_lsp.lsp.server import create_server, run_completion
 
 URI = "file:///ws/first.py"
 TEXT = "def square(x):\n    return "
@@ -313,7 +313,7 @@ def test_shutdown_with_null_params_is_answered_through_the_edge():
 # ----- end to end -------------------------------------------------------------------------------
 def _daemon(tmp: Path, **server):
     from lsp_testing import init_options, server_env
-    from rest_lsp.stress.client import RawClient, serve_argv
+    from rest_lsp.bench.stress.client import RawClient, serve_argv
 
     ws = tmp / "ws"
     ws.mkdir(parents=True, exist_ok=True)
@@ -327,7 +327,7 @@ def _daemon(tmp: Path, **server):
 
 
 def _inline(uri: str) -> dict:
-    from rest_lsp.stress.client import inline_params
+    from rest_lsp.bench.stress.client import inline_params
 
     return inline_params(uri, 1, len("    return "))
 
@@ -367,7 +367,7 @@ def test_the_first_request_right_after_initialized_gets_a_completion(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_shutdown_and_exit_with_null_params_over_the_wire(tmp_path):
-    from rest_lsp.stress.client import encode
+    from rest_lsp.bench.stress.client import encode
 
     client, ws, options = _daemon(tmp_path)
     try:

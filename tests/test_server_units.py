@@ -8,11 +8,11 @@ from rest_lsp.commands.complete import offset_of
 from rest_lsp.commands.serve import parse_tcp
 from rest_lsp.completion.figures import Outcome
 from rest_lsp.completion.items import candidates_of, first_line_of
-from rest_lsp.config import Config
+from rest_lsp.config.schema import Config
 from rest_lsp.errors import ConfigError
 from rest_lsp.completion.scheduler import Scheduler
-from rest_lsp.config_sources import deep_merge, settings_of
-from rest_lsp.server import _first_string
+from rest_lsp.config.sources import deep_merge, settings_of
+from rest_lsp.lsp.server import _first_string
 
 
 def test_newer_request_cancels_the_one_in_flight():
@@ -89,7 +89,7 @@ def test_command_arguments_in_any_nesting():
 
 
 def test_corpus_tier_options_are_checked():
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     config, problems = Config.from_dict({"index": {"corpus_tier": "tiny"}, "model": {"forward": "fast"}})
     assert config.index.corpus_tier == "full" and config.model.forward == "auto"
@@ -101,7 +101,7 @@ def test_corpus_tier_options_are_checked():
 
 
 def test_depth_decay_is_checked():
-    from rest_lsp.config import Config, DecodingConfig
+    from rest_lsp.config.schema import Config, DecodingConfig
 
     for bad in (0.0, 1.5, -0.2):
         config, problems = Config.from_dict({"decoding": {"depth_decay": bad}})

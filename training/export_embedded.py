@@ -11,7 +11,7 @@ from pathlib import Path
 
 from training.model_files import save_model
 
-#: the file the package reads the training record from (see rest_lsp.embedded_model)
+#: the file the package reads the training record from (see rest_lsp.embedded.model)
 RECORD_NAME = "training.json"
 
 

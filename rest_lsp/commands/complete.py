@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from rest_lsp.commands.index_common import _progress_bar
     from rest_lsp.commands.serve import read_config_file
     from rest_lsp.completion.service import CompletionService
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     file = Path(args.file).resolve()
     try:

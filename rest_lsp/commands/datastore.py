@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--replicas", type=int, default=2, help="shard groups, one replica each (at most one per shard)")
     s.add_argument("--ray-cpus", type=int, default=None, metavar="N", help="CPUs of a local Ray instance")
     s.set_defaults(func=run_serve)
-    from indexer import scaleout_bench  # standard library imports only
+    from rest_lsp.bench import scaleout as scaleout_bench  # standard library imports only
 
-    b = dsub.add_parser("bench", help="build throughput in-process vs Ray, remote-tier latency (python -m indexer.scaleout_bench)")
+    b = dsub.add_parser("bench", help="build throughput in-process vs Ray, remote-tier latency (python -m rest_lsp.bench.scaleout)")
     scaleout_bench.add_arguments(b)
     b.set_defaults(func=lambda args: scaleout_bench.run(args))
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_serve(args) -> int:
     import threading
 
-    from indexer import cluster
+    from indexer.remote import cluster
 
     info = cluster.serve_index(args.index_dir, address=args.ray, host=args.host, port=args.port,
                                replicas=args.replicas, num_cpus=args.ray_cpus)

@@ -48,7 +48,7 @@ class Check:
 class Context:
     """What the checks share: the configuration, the model once loaded, memory before loading."""
 
-    config: Any = None  # rest_lsp.config.Config
+    config: Any = None  # rest_lsp.config.schema.Config
     config_path: str = ""
     workspace: str = "."
     resolved: Any = None  # rest_lsp.models.resolve.ResolvedModel

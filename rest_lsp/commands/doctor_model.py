@@ -26,7 +26,7 @@ STALE_WALK_LIMIT = 20_000
 def check_config(ctx: Context, path: str | None, model: str | None) -> Check:
     """The config file ``rest-lsp serve`` reads; ``--model`` replaces its ``model.name``."""
     from rest_lsp.commands.serve import default_config_path, read_config_file
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
     from rest_lsp.errors import ConfigError
 
     file = Path(path) if path else default_config_path()
@@ -222,7 +222,7 @@ def _tier_line(name: str, tier: dict[str, Any]) -> str:
 
 def changed_since(root: str, since: float, index_config: Any, limit: int = STALE_WALK_LIMIT) -> tuple[int, int, bool]:
     """(files changed after ``since``, files looked at, whether the walk stopped at ``limit``)."""
-    from indexer import sources
+    from indexer.building import sources
 
     changed = seen = 0
     since_ns = int(since * 1e9)
@@ -236,7 +236,7 @@ def changed_since(root: str, since: float, index_config: Any, limit: int = STALE
 
 def check_index(ctx: Context) -> Check:
     """The index the server would open for the workspace: tiers, sizes, age, changes since."""
-    from indexer import indexdir
+    from indexer.storage import indexdir
     from indexer.datastore import Datastore
     from indexer.tokens import load_tokenizer
     from indexer.workspace_index import cache_root, corpus_dir, corpus_roots, open_compact, workspace_dir
@@ -322,7 +322,7 @@ def check_index(ctx: Context) -> Check:
 
 def check_cache(ctx: Context) -> Check:
     """The cache folder: where, how big, writable, and what ``rest-lsp index prune`` would free."""
-    from indexer import cache_dirs
+    from indexer.storage import cache_dirs
     from indexer.workspace_index import cache_root
 
     home = cache_home()

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     decoding: dict[str, Any] = {}
     if args.max_new_tokens is not None:
@@ -55,7 +55,7 @@ def _config(args: argparse.Namespace):
 
 def build_drafter(loaded: Any, config: Any, index: str = "") -> tuple[Any, str]:
     """The REST drafter: the context drafter, plus the datastore when one can be opened."""
-    from rest_lsp.drafters import datastore_drafter, open_corpus_datastore
+    from rest_lsp.drafting.datastore import datastore_drafter, open_corpus_datastore
     from rest_lsp.engine.drafter import ContextSuffixDrafter, MergedDrafter, RecyclingDrafter
 
     r = config.retrieval

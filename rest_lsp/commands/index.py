@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=lambda args: _dense_actions().run_dense(args))
 
-    from indexer import bench as bench_module  # standard library imports only
+    from rest_lsp.bench import index as bench_module  # standard library imports only
 
     c = isub.add_parser("compact", help="build a compact corpus tier (CREST): frequent n-grams with precomputed trees")
     c.add_argument("--index-dir", metavar="IN", default=None,
@@ -102,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_prune)
 
-    bench = isub.add_parser("bench", help="the datastore benchmark (same as python -m indexer.bench)")
+    bench = isub.add_parser("bench", help="the datastore benchmark (same as python -m rest_lsp.bench.index)")
     bench_module.add_arguments(bench)
     bench.set_defaults(func=run_bench)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
@@ -144,7 +144,7 @@ def run_build(args) -> int:
 
 def run_sharded_build(args) -> int:
     """``index build --ray ADDRESS`` / ``--sharded``: the corpus alone, partitioned, into --index-dir."""
-    from indexer import partition
+    from indexer.building import partition
     from indexer.tokens import load_tokenizer
     from rest_lsp.errors import ConfigError
 
@@ -159,7 +159,7 @@ def run_sharded_build(args) -> int:
     progress, close = _progress_bar(unit="shard")
     try:
         if args.ray:
-            from indexer import cluster
+            from indexer.remote import cluster
 
             kwargs = {} if args.retries is None else {"retries": args.retries}
             # Ray prints some of its own messages (a task retried, a worker lost) on stdout even
@@ -184,7 +184,7 @@ def run_sharded_build(args) -> int:
 
 def run_prune(args) -> int:
     """List (or with --yes remove) the cached indexes that nothing will use again."""
-    from indexer import cache_dirs
+    from indexer.storage import cache_dirs
     from indexer.tokens import load_tokenizer
     from indexer.workspace_index import cache_root, corpus_dir
 
@@ -219,11 +219,11 @@ def _size(text: str) -> int:
 def run_compact(args) -> int:
     import dataclasses
 
-    from indexer.compact import CompactSettings
-    from indexer.compact_build import build_compact
+    from indexer.search.compact import CompactSettings
+    from indexer.building.compact import build_compact
     from indexer.tokens import load_tokenizer
     from indexer.workspace_index import corpus_dir
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     config = Config()
     tok = load_tokenizer(_tokenizer_source(args, config))
@@ -246,7 +246,7 @@ def run_compact(args) -> int:
 
 
 def run_bench(args) -> int:
-    from indexer import bench
+    from rest_lsp.bench import index as bench
 
     return bench.run(args)
 

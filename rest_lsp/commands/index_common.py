@@ -21,8 +21,8 @@ def _where(p: argparse.ArgumentParser, any_kind: bool = False) -> None:
 
 
 def _config(args):
-    from rest_lsp.config import Config
-    from rest_lsp.config_sources import load_file
+    from rest_lsp.config.schema import Config
+    from rest_lsp.config.sources import load_file
 
     if getattr(args, "config", None):
         config, problems = load_file(args.config)

@@ -12,8 +12,8 @@ def dense_stats(args) -> dict | None:
     """The workspace's dense index figures, when it has one (no model needed)."""
     import os
 
-    from indexer.dense import DenseIndex
-    from rest_lsp.dense import dense_path
+    from indexer.search.dense import DenseIndex
+    from rest_lsp.drafting.dense import dense_path
     from rest_lsp.errors import DatastoreError
 
     path = dense_path(os.path.abspath(args.workspace or "."), _config(args).index)
@@ -38,7 +38,7 @@ def dense_neighbours(args, text: str) -> list[dict]:
     """The workspace dense index's neighbours of the model's hidden state at the end of ``text``."""
     import os
 
-    from rest_lsp.dense import hidden_states_of, open_workspace_dense
+    from rest_lsp.drafting.dense import hidden_states_of, open_workspace_dense
     from rest_lsp.errors import DatastoreError
 
     config, loaded = _loaded_model(args)
@@ -55,7 +55,7 @@ def run_dense(args) -> int:
     """Build the workspace's dense index with the configured (or named) model."""
     import os
 
-    from rest_lsp.dense import build_workspace_dense, dense_path
+    from rest_lsp.drafting.dense import build_workspace_dense, dense_path
 
     config, loaded = _loaded_model(args)
     workspace = os.path.abspath(args.workspace or ".")

@@ -1,5 +1,5 @@
 """The inspecting actions of ``rest-lsp index``: ``stats``, ``verify`` and ``query``, on an index of
-any kind (workspace, corpus, sharded, compact or served; ``indexer.index_kind``)."""
+any kind (workspace, corpus, sharded, compact or served; ``indexer.storage.index_kind``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from rest_lsp.commands.index_common import _config, _tokenizer_source
 
 
 def _located(args):
-    """The index an inspecting command names (``indexer.index_kind.IndexKind``): ``--remote``, else
+    """The index an inspecting command names (``indexer.storage.index_kind.IndexKind``): ``--remote``, else
     ``--index-dir`` (a folder of any kind, or a served index's URL), else the workspace's index."""
     import os
 
-    from indexer import index_kind
+    from indexer.storage import index_kind
     from indexer.workspace_index import workspace_dir
 
     if getattr(args, "remote", None):
@@ -75,7 +75,7 @@ def run_stats(args) -> int:
 
 def _served_tier(url: str, tok, index_config) -> dict:
     """The corpus tier of a served index as ``index stats`` shows it: its ``/info``."""
-    from indexer.remote import RemoteTier
+    from indexer.remote.tier import RemoteTier
 
     tier = RemoteTier(url, tok.identity, budget_ms=index_config.remote_budget_ms, retry_s=0)
     try:
@@ -140,7 +140,7 @@ def run_query(args) -> int:
     text = args.text.encode("utf-8").decode("unicode_escape") if "\\" in args.text else args.text
     ids = tok.encode(text)
     if found.kind == "remote":
-        from indexer.remote import Request, RemoteTier
+        from indexer.remote.tier import Request, RemoteTier
 
         tier = RemoteTier(found.location, tok.identity, budget_ms=store.index_config.remote_budget_ms, retry_s=0)
         try:

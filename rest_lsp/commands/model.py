@@ -53,7 +53,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace):
     """Load the model named by the options through the engine's loader."""
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
     from rest_lsp.engine.model import load_model
     from rest_lsp.errors import ConfigError
 
@@ -67,7 +67,7 @@ def _load(args: argparse.Namespace):
 
 def model_info(args: argparse.Namespace) -> dict[str, Any]:
     """What ``model info`` reports, as a dict."""
-    from rest_lsp import embedded_model
+    from rest_lsp.embedded import model as embedded_model
     from rest_lsp.engine.model import describe
 
     started = time.perf_counter()
@@ -124,7 +124,8 @@ def _torch_threads() -> int:
 
 def _held_out(loaded) -> dict[str, Any]:
     """Held-out loss on the embedded model's validation files (the record names them)."""
-    from rest_lsp import embedded_model, model_eval
+    from rest_lsp.embedded import model as embedded_model
+    from rest_lsp.bench import model_eval
 
     from pathlib import Path
 
@@ -149,7 +150,7 @@ def _held_out(loaded) -> dict[str, Any]:
 
 def _humaneval(loaded, args: argparse.Namespace) -> dict[str, Any]:
     """Greedy HumanEval numbers (completions kept only with ``--samples``)."""
-    from rest_lsp import model_eval
+    from rest_lsp.bench import model_eval
 
     result = model_eval.humaneval(loaded.model, loaded.tokenizer, loaded.eos_token_ids,
                                   limit=args.limit, max_new_tokens=args.max_new_tokens)
@@ -162,7 +163,7 @@ def _speed(loaded) -> list[dict[str, float]]:
     """Greedy decoding speed at prompt lengths 128 and 1024 (prompt: a stdlib source file)."""
     from pathlib import Path
 
-    from rest_lsp import model_eval
+    from rest_lsp.bench import model_eval
 
     text = Path(argparse.__file__).read_text(encoding="utf-8")  # long; same on every Python 3.11
     ids = loaded.tokenizer.encode(text, add_special_tokens=False)

@@ -28,7 +28,7 @@ def welcome(data: dict[str, Any]) -> None:
     """Index the current folder with progress, run a demo completion, print how to connect."""
     from rest_lsp.commands.index_common import _progress_bar
     from rest_lsp.completion.service import CompletionService
-    from rest_lsp.config import Config
+    from rest_lsp.config.schema import Config
 
     err = sys.stderr
     exe = os.path.basename(sys.argv[0]) or "rest-lsp"

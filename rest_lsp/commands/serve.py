@@ -34,7 +34,7 @@ def default_config_path() -> Path:
 
 def read_config_file(path: str | None) -> dict[str, Any]:
     """The raw settings of the config file (``{}`` when the default file does not exist)."""
-    from rest_lsp.config_sources import read_file
+    from rest_lsp.config.sources import read_file
 
     file = Path(path) if path else default_config_path()
     if not path and not file.exists():
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     """Start the server and block until the client disconnects."""
     data = read_config_file(args.config)
     _dump_stacks_on_signal()
-    from rest_lsp.memory import cap_kernel_caches, snapshot_heap_on_signal, tame_heap
+    from rest_lsp.lsp.memory import cap_kernel_caches, snapshot_heap_on_signal, tame_heap
 
     tame_heap()  # before the server's threads start allocating
     cap_kernel_caches()  # before torch is imported: oneDNN and ideep read it once
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
         logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    from rest_lsp.server import create_server
+    from rest_lsp.lsp.server import create_server
 
     server = create_server(data)
     if args.tcp:

@@ -24,7 +24,7 @@ class ContextPrompt:
     def __init__(self, store: Any, server: Any, template: FimTokens | None, encode: Encode,
                  log: Callable[[str], None]) -> None:
         self.store = store  # indexer.datastore.Datastore, or None before the index is open
-        self.server = server  # rest_lsp.config's server section
+        self.server = server  # rest_lsp.config.schema's server section
         self.template = template
         self.encode = encode
         self.log = log

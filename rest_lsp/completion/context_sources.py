@@ -5,7 +5,7 @@ Two kinds of snippets (``rest_lsp.completion.context.Snippet``):
 
 - matches: the maximal token runs of the text before the cursor (its last ``QUERY_TOKENS``)
   that occur in another document, found by the suffix arrays' longest-match search
-  (``indexer.occurrences.longest_runs``), the longest first; each run's documents and offsets
+  (``indexer.search.occurrences.longest_runs``), the longest first; each run's documents and offsets
   give a window of lines around it, mostly what follows it there;
 - definitions: for each identifier used near the cursor, ``def NAME``, ``class NAME`` (indented
   or not) and ``NAME =`` are looked up in the same tiers, and a hit whose line really defines
@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from indexer.occurrences import Occurrence, document_length, document_window, longest_runs, occurrences, without_paths
-from indexer.suffix import ShardView
+from indexer.search.occurrences import Occurrence, document_length, document_window, longest_runs, occurrences, without_paths
+from indexer.search.suffix import ShardView
 from rest_lsp.completion.context import (BUFFER_BONUS, DEFINITION_SCORE, Snippet, definition_lines, is_definition,
                                          window_lines)
 from rest_lsp.completion.uris import path_of_uri

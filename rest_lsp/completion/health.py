@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from rest_lsp.config import Config
+from rest_lsp.config.schema import Config
 from rest_lsp.errors import ModelError
 
 #: progress(done, total, message) of a long start-up step
@@ -26,7 +26,7 @@ def open_verified(folder: str | None, config: Config, tokenizer: Any, progress: 
     on a failure); a flipped bit between the sampled blocks is only found by reading every byte,
     done here once per start (about 1 GB/s).  Every rebuild is told to the editor via ``send``.
     """
-    from indexer import indexdir
+    from indexer.storage import indexdir
     from indexer.workspace_index import open_or_build
     from rest_lsp.errors import DatastoreError
 

@@ -2,7 +2,7 @@
 
 The server and ``rest-lsp complete`` both call it.  It knows nothing of LSP: positions arrive as
 character offsets, cancellation as a ``should_stop`` callable, and problems leave as
-``RestLspError``s.  ``start`` is slow (model load, index build) and runs in the background;
+``ReportedError``s.  ``start`` is slow (model load, index build) and runs in the background;
 ``complete`` before it has finished raises ``DecodingError`` ("still starting").
 """
 
@@ -27,7 +27,7 @@ from rest_lsp.completion.fim import FimTokens, choose
 from rest_lsp.completion.prompt import Prompt, build_prompt, split_at, visible
 from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
 from rest_lsp.completion.uris import folder_of, path_of_uri, repo_and_path
-from rest_lsp.config import Config
+from rest_lsp.config.schema import Config
 from rest_lsp.errors import Cancelled, ConfigError, DecodingError, ModelError
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class CompletionService:
         self.loaded = None  # rest_lsp.engine.model.LoadedModel
         self.engine = None  # rest_lsp.engine.engine.Engine
         self.store = None  # indexer.datastore.Datastore
-        self.drafting = None  # rest_lsp.completion.drafting.WorkspaceDrafting
+        self.drafting = None  # rest_lsp.drafting.session.WorkspaceDrafting
         #: the model's prompt template (server.fim_template): its stop tokens and repository header
         self.template: FimTokens | None = None
         self.extensions = None  # rest_lsp.completion.healing.TokenExtensions (token healing)
@@ -146,7 +146,7 @@ class CompletionService:
 
     def _open_index(self, progress: Progress) -> None:
         """Open (building what is missing) the datastore of the first workspace folder."""
-        from rest_lsp.completion.drafting import WorkspaceDrafting
+        from rest_lsp.drafting.session import WorkspaceDrafting
 
         if self.drafting is not None:
             self.drafting.close()
@@ -220,7 +220,7 @@ class CompletionService:
         git-ignored or excluded file, or a file outside every workspace folder never enters any
         tier.  Buffers that are not files (``untitled:``) are what the user is typing: they enter.
         """
-        from indexer import sources
+        from indexer.building import sources
 
         path = path_of_uri(uri)
         if path is None:

@@ -113,7 +113,7 @@ def warm_history(positions: Sequence[tuple[str, int]], prompt_at: Callable[[str,
 
 def workspace_files(workspace: str, config: Any) -> list[str]:
     """The relative paths of every file the sparse index takes (its skip rules), not read."""
-    from indexer import sources
+    from indexer.building import sources
 
     root = str(Path(workspace).resolve())
     return [sources.relpath(f.path, root) for f in sources.walk(root, sources.Rules.from_config(config.index))]
@@ -140,7 +140,7 @@ def run_warmup(service: Any, progress: Callable[[int, int, str], None]) -> str:
     "" when no position was left.  ``progress(done, total, message)`` after each position (total:
     ``retrieval.history_warmup``, or fewer where the workspace has fewer positions).  Saved every
     ``SAVE_EVERY`` positions and at the end."""
-    from rest_lsp.completion.drafting import SAVE_EVERY
+    from rest_lsp.drafting.session import SAVE_EVERY
 
     d, config, engine = service.drafting, service.config, service.engine
     target = config.retrieval.history_warmup

@@ -1,48 +1,58 @@
 """Drafters: where speculative continuations come from, behind one small interface.
 
 A drafter gets the context (every accepted token, the last one being the root that the next
-verification step starts from) and returns candidate continuations of it.  The datastore's
-``retrieve()`` returns objects with the same four fields, so an adapter is a one-liner; the
-engine itself never imports the indexer.
+verification step starts from) and returns candidate continuations of it.  Every source, the
+datastore's ``retrieve()`` included, returns the one ``Candidate`` type (``indexer.candidate``,
+a value type: the engine imports nothing else of the indexer).  ``Drafter`` declares every hook
+the engine calls; drafters subclass it and override what they use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One retrieved continuation of the context: tokens after the root, with its support."""
-
-    tokens: tuple[int, ...]
-    #: how often this continuation was seen (any non-negative weight)
-    count: float
-    #: where it came from ("context", "corpus", "workspace", "live", ...)
-    source: str
-    #: how many context tokens (root included) matched before it
-    suffix_len: int
+from indexer.candidate import Candidate
 
 
 @runtime_checkable
 class Drafter(Protocol):
-    """Anything that proposes continuations of a token context."""
+    """A source of speculative continuations, and every hook the engine calls on one.
+
+    Subclasses override ``draft`` and the hooks they use; the others do nothing.  The engine
+    computes a step's hidden state only for a drafter that ``wants_hidden``, and its top-k only
+    for one that ``wants_top_k``.
+    """
+
+    #: whether it queries with the model's hidden state (dense drafts): ``observe_hidden`` is called
+    wants_hidden: bool = False
+    #: whether it learns from the model's top-k of each accepted row (recycling): ``observe`` is called
+    wants_top_k: bool = False
 
     def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
         """Candidate continuations of ``context_ids`` (whose last token is the root)."""
-        ...
+        raise NotImplementedError
+
+    def observe(self, tokens: np.ndarray, top_k: np.ndarray) -> None:
+        """The accepted rows' tokens [n] and the model's top-k after each of them [n, k]."""
+
+    def observe_hidden(self, state: Any, context_len: int) -> None:
+        """The final-norm hidden state [hidden] that predicted the next root, at ``context_len``."""
+
+    def step_done(self, credit: dict[str, int], step_s: float, new_tokens: int, overhead_s: float = 0.0) -> None:
+        """A verified step's outcome: accepted drafts per source, its seconds, tokens gained, and
+        the seconds spent outside the forward."""
 
 
-class NullDrafter:
+class NullDrafter(Drafter):
     """A drafter that never proposes anything: speculative decoding degrades to greedy."""
 
     def draft(self, context_ids: Sequence[int]) -> list[Candidate]:
         return []
 
 
-class PromptLookupDrafter:
+class PromptLookupDrafter(Drafter):
     """Prompt lookup as in transformers' ``prompt_lookup_num_tokens``: one chain from the context.
 
     The last ``n`` tokens (n from ``max_ngram`` down to 1) are searched for in the context; the
@@ -113,7 +123,7 @@ def suffix_continuations(
     return [Candidate(t, c, source, s) for (t, s), c in counts.items()]
 
 
-class ContextSuffixDrafter:
+class ContextSuffixDrafter(Drafter):
     """Continuations of every earlier occurrence of the context's own suffix (most recent first).
 
     Each earlier position whose preceding tokens match the context's suffix over at least
@@ -197,7 +207,7 @@ class ContextSuffixDrafter:
         return [Candidate(t, c, self.source, s) for (t, s), c in counts.items()]
 
 
-class HistoryDrafter:
+class HistoryDrafter(Drafter):
     """The model's own recent outputs as one more exact-match source (SuffixDecoding's point).
 
     A bounded token history: each output is appended after a separator (-1) so that no
@@ -244,7 +254,7 @@ class HistoryDrafter:
         return self
 
 
-class RecyclingDrafter:
+class RecyclingDrafter(Drafter):
     """The model's own recent top-k next tokens, reused as a draft tree (Token Recycling).
 
     After every verification the engine reports, for each verified token, the model's top-k
@@ -252,6 +262,8 @@ class RecyclingDrafter:
     the tree grown from the root through that table: ``widths[d]`` children per node at depth d,
     each path weighted by the product of ``rank_decay ** rank`` (a rank-based prior).
     """
+
+    wants_top_k = True
 
     def __init__(
         self,
@@ -295,7 +307,7 @@ class RecyclingDrafter:
         return out
 
 
-class MergedDrafter:
+class MergedDrafter(Drafter):
     """Several drafters side by side; their candidates are merged into one tree downstream.
 
     The merged drafter only concatenates; how much each candidate weighs (source, suffix length)
@@ -314,25 +326,26 @@ class MergedDrafter:
     @property
     def wants_hidden(self) -> bool:
         """Whether a drafter here queries with the model's hidden state (dense drafts)."""
-        return any(getattr(d, "wants_hidden", False) for d in self.drafters)
+        return any(d.wants_hidden for d in self.drafters)
+
+    @property
+    def wants_top_k(self) -> bool:
+        """Whether a drafter here learns from the model's top-k (recycling)."""
+        return any(d.wants_top_k for d in self.drafters)
 
     def observe_hidden(self, state: Any, context_len: int) -> None:
         """Pass the last accepted position's hidden state on to the drafters that query with it."""
         for drafter in self.drafters:
-            if getattr(drafter, "wants_hidden", False):
+            if drafter.wants_hidden:
                 drafter.observe_hidden(state, context_len)
 
     def observe(self, tokens: np.ndarray, top_k: np.ndarray) -> None:
         """Pass the model's top-k of a verification on to the drafters that learn from it."""
-        for observe in self._hooks("observe"):
-            observe(tokens, top_k)
+        for drafter in self.drafters:
+            if drafter.wants_top_k:
+                drafter.observe(tokens, top_k)
 
     def step_done(self, credit: dict[str, int], step_s: float, new_tokens: int, overhead_s: float = 0.0) -> None:
-        """Pass a verified step's outcome (per-source credit, seconds, tokens, seconds outside the
-        forward) on to the drafters that gate themselves on it."""
-        for done in self._hooks("step_done"):
-            done(credit, step_s, new_tokens, overhead_s)
-
-    def _hooks(self, name: str) -> list[Any]:
-        """The bound ``name`` methods of the drafters that have one."""
-        return [hook for hook in (getattr(d, name, None) for d in self.drafters) if hook is not None]
+        """Pass a verified step's outcome on to every drafter (those that gate themselves use it)."""
+        for drafter in self.drafters:
+            drafter.step_done(credit, step_s, new_tokens, overhead_s)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rest_lsp.config import DecodingConfig
+from rest_lsp.config.schema import DecodingConfig
 from rest_lsp.engine import kv_cache
 from rest_lsp.engine.budget import AdaptiveBudget, BudgetPolicy, CostModel, FixedBudget
 from rest_lsp.engine.drafter import ContextSuffixDrafter, Drafter

@@ -20,10 +20,10 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from rest_lsp.engine.drafter import Candidate
+from rest_lsp.engine.drafter import Candidate, Drafter
 
 
-class GatedDrafter:
+class GatedDrafter(Drafter):
     """Wraps a drafter; asks it only while its exclusive accepted tokens are worth its time."""
 
     def __init__(self, inner: Any, explore_every: int = 8, warmup: int = 16, rate: float = 0.05,
@@ -103,8 +103,22 @@ class GatedDrafter:
                 "full_cost_ms": round(self.full_cost() * 1e3, 4),
                 "token_ms": None if self.token_s is None else round(self.token_s * 1e3, 4)}
 
+    @property
+    def wants_hidden(self) -> bool:
+        return self.inner.wants_hidden
+
+    @property
+    def wants_top_k(self) -> bool:
+        return self.inner.wants_top_k
+
+    def observe(self, tokens: Any, top_k: Any) -> None:
+        self.inner.observe(tokens, top_k)
+
+    def observe_hidden(self, state: Any, context_len: int) -> None:
+        self.inner.observe_hidden(state, context_len)
+
     def __getattr__(self, name: str) -> Any:
-        # the wrapped drafter's other surface (its store, observe hooks, ...)
+        # the wrapped drafter's other surface (its store, ...)
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rest_lsp.config import ModelConfig
+from rest_lsp.config.schema import ModelConfig
 from rest_lsp.errors import ModelError, TokenizerMismatchError
 
 #: where the embedded default model lives
-from rest_lsp.embedded_model import EMBEDDED_DIR  # one definition, torch-free
+from rest_lsp.embedded.model import EMBEDDED_DIR  # one definition, torch-free
 
 
 @dataclass

@@ -68,10 +68,10 @@ def speculative_decode(
     generator = None  # the bonus draws' torch generator, on the logits' device (made at first use)
     # drafters that query with the model's hidden state (dense drafts) get it from the
     # verification forward itself; a learning ``weigh`` sees which sources were accepted
-    wants_hidden = bool(getattr(drafter, "wants_hidden", False))
+    wants_hidden = drafter is not None and drafter.wants_hidden
     learn = getattr(weigh, "observe", None)
-    step_done = getattr(drafter, "step_done", None)
-    observe = getattr(drafter, "observe", None)
+    step_done = drafter.step_done if drafter is not None else None
+    observe = drafter.observe if drafter is not None and drafter.wants_top_k else None
     while len(out) < max_new_tokens:
         if should_stop is not None and should_stop():
             stats.stop_reason = "cancelled"

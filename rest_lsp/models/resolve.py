@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rest_lsp.embedded_model import EMBEDDED_DIR
+from rest_lsp.embedded.model import EMBEDDED_DIR
 from rest_lsp.errors import ModelError
 from rest_lsp.models import catalog, gguf_file, ollama, parts
 

@@ -8,7 +8,7 @@
  * the settings the user has set are sent, so that a server config file still applies to the rest.
  */
 
-/** The sections of the server's configuration (rest_lsp.config.Config). */
+/** The sections of the server's configuration (rest_lsp.config.schema.Config). */
 export const SECTIONS = ['model', 'index', 'retrieval', 'decoding', 'server'] as const;
 export type Section = (typeof SECTIONS)[number];
 
