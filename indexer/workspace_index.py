@@ -179,13 +179,14 @@ def _open_corpus(config: IndexConfig, tok: IndexTokenizer, progress: Progress | 
 
 def open_or_build(workspace: str | os.PathLike | None, config=None, tokenizer=None, *,
                   progress: Progress | None = None, use_corpus: bool = True,
-                  watch: bool = False) -> Datastore:
+                  watch: bool = False, rebuild: bool = False) -> Datastore:
     """The datastore for a workspace, ready to query, building whatever is missing or stale.
 
     workspace: the workspace root (None: corpus only).  config: a ``Config`` or ``IndexConfig``
-    (and/or ``RetrievalConfig``).  tokenizer: anything ``coerce_tokenizer`` takes (None: the
-    embedded model's).  progress(done, total, message) is called during builds (map it to LSP
-    ``$/progress``).  watch: start the file watcher.
+    (and/or ``RetrievalConfig``).  tokenizer: anything ``coerce_tokenizer`` takes.
+    progress(done, total, message) is called during builds (map it to LSP ``$/progress``).
+    watch: start the file watcher.  rebuild: build the workspace's index again from its files
+    even when it is current (the corpus index, shared by every workspace, is kept).
     """
     tok = coerce_tokenizer(tokenizer)
     index_cfg, retrieval_cfg = split_config(config)
@@ -193,7 +194,7 @@ def open_or_build(workspace: str | os.PathLike | None, config=None, tokenizer=No
     if use_corpus and index_cfg.corpus_tier == "compact":
         compact = open_compact(index_cfg.corpus_compact_dir, tok)
         use_corpus = False
-    store = _open_or_build(workspace, index_cfg, retrieval_cfg, tok, progress, use_corpus, watch)
+    store = _open_or_build(workspace, index_cfg, retrieval_cfg, tok, progress, use_corpus, watch, rebuild)
     if compact is not None:
         store.use_compact(compact)
     if index_cfg.remote_datastores:
@@ -220,7 +221,7 @@ def open_compact(directory: str | os.PathLike, tok: IndexTokenizer):
 
 
 def _open_or_build(workspace, index_cfg: IndexConfig, retrieval_cfg, tok: IndexTokenizer,
-                   progress: Progress | None, use_corpus: bool, watch: bool) -> Datastore:
+                   progress: Progress | None, use_corpus: bool, watch: bool, rebuild: bool = False) -> Datastore:
     cdir = _open_corpus(index_cfg, tok, progress, use_corpus)
     if workspace is None:
         if cdir is None:
@@ -228,23 +229,38 @@ def _open_or_build(workspace, index_cfg: IndexConfig, retrieval_cfg, tok: IndexT
         return Datastore.open(cdir, tok, index_cfg, retrieval=retrieval_cfg)
     root = os.path.abspath(os.fspath(workspace))
     wdir = workspace_dir(root, index_cfg)
-    try:
-        store = Datastore.open(wdir, tok, index_cfg, retrieval=retrieval_cfg)
-        pointer = store.workspace.pointer if store.workspace else {}
-        if store.workspace is None or pointer.get("root") != root:
-            raise DatastoreError(f"index {wdir} belongs to another workspace")
-        wanted = str(cdir) if cdir else None
-        if (pointer.get("corpus_dir") or None) != wanted:  # another corpus: point at it, keep
-            with indexdir.build_lock(wdir):  # the workspace shards (their tokens still hold)
-                indexdir.write_current(wdir, {**pointer, "corpus_dir": wanted})
-            store = Datastore.open(wdir, tok, index_cfg, retrieval=retrieval_cfg)
-        if progress is not None:
-            progress(0, 0, "checking workspace files")
-        store.workspace.scan()
-    except DatastoreError as exc:
-        _log_rebuild("workspace", wdir, exc)
+    store = None
+    if rebuild:
+        log.info("rebuilding the workspace index in %s, as asked", wdir)
+    else:
+        try:
+            store = _open_workspace(wdir, root, cdir, index_cfg, retrieval_cfg, tok, progress)
+        except DatastoreError as exc:
+            _log_rebuild("workspace", wdir, exc)
+    if store is None:
         build_workspace(root, index_cfg, tok, cdir, wdir, progress)
         store = Datastore.open(wdir, tok, index_cfg, retrieval=retrieval_cfg)
     if watch:
         store.watch()
+    return store
+
+
+def _open_workspace(wdir: Path, root: str, cdir: Path | None, index_cfg: IndexConfig, retrieval_cfg,
+                    tok: IndexTokenizer, progress: Progress | None) -> Datastore:
+    """The workspace's index as it is on disk, pointed at ``cdir`` and scanned for changed files;
+    ``DatastoreError`` when it is missing, unusable or another workspace's."""
+    store = Datastore.open(wdir, tok, index_cfg, retrieval=retrieval_cfg)
+    pointer = store.workspace.pointer if store.workspace else {}
+    if store.workspace is None or pointer.get("root") != root:
+        store.close()
+        raise DatastoreError(f"index {wdir} belongs to another workspace", path=str(wdir))
+    wanted = str(cdir) if cdir else None
+    if (pointer.get("corpus_dir") or None) != wanted:  # another corpus: point at it, keep
+        with indexdir.build_lock(wdir):  # the workspace shards (their tokens still hold)
+            indexdir.write_current(wdir, {**pointer, "corpus_dir": wanted})
+        store.close()
+        store = Datastore.open(wdir, tok, index_cfg, retrieval=retrieval_cfg)
+    if progress is not None:
+        progress(0, 0, "checking workspace files")
+    store.workspace.scan()
     return store

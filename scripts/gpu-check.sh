@@ -245,7 +245,7 @@ load_model 05b 0.5B "$M05"
 if (( ! RUN )); then
     skip_cuda gpu_tests "${TITLE[gpu_tests]}"
 else
-    mapfile -t GPU_TESTS < <(grep -lE 'mark\.gpu\b' tests/test_*.py 2>/dev/null)
+    mapfile -t GPU_TESTS < <(grep -rlE 'mark\.gpu\b' tests --include='test_*.py' 2>/dev/null)
     if (( ${#GPU_TESTS[@]} == 0 )); then
         skip gpu_tests "${TITLE[gpu_tests]}" "no gpu tests" "no file in tests/ marks a test gpu"
     else

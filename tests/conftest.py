@@ -2,6 +2,8 @@
 
 import os
 
+from gpu_marker import skip_gpu_tests_without_cuda
+
 
 def pytest_configure(config):
     """An empty model.name means the embedded 10 M model in the suite (fast, deterministic tests);
@@ -10,23 +12,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` skip, saying why, where CUDA is not available (CI, most laptops);
-    scripts/gpu-check.sh runs them on a lent GPU (docs/gpu.md)."""
-    import pytest
+    """Tests marked ``gpu`` skip, saying why, where CUDA is not available (``gpu_marker``)."""
+    skip_gpu_tests_without_cuda(items)
 
-    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
-    if not gpu_items:
-        return  # torch is imported only when a gpu test was collected: a plain run stays light
-    try:
-        import torch
-    except ImportError as exc:
-        reason = f"needs CUDA: torch is not importable ({exc})"
-    else:
-        if torch.cuda.is_available():
-            return
-        reason = f"needs CUDA: torch.cuda.is_available() is False (torch {torch.__version__})"
-    for item in gpu_items:
-        item.add_marker(pytest.mark.skip(reason=reason))
 
 # --- indexer fixtures (issue 2: the datastore) -------------------------------------------
 from indexer_fixtures import (  # noqa: F401

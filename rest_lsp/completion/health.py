@@ -19,19 +19,21 @@ Progress = Callable[[int, int, str], None]
 
 
 def open_verified(folder: str | None, config: Config, tokenizer: Any, progress: Progress,
-                  send: Callable[[str], None]) -> Any:
+                  send: Callable[[str], None], rebuild: bool = False) -> Any:
     """``open_or_build`` plus a full checksum pass; a damaged index is rebuilt, never used.
 
     Opening checks manifests, sizes, versions, the tokenizer and sampled checksums (and rebuilds
     on a failure); a flipped bit between the sampled blocks is only found by reading every byte,
     done here once per start (about 1 GB/s).  Every rebuild is told to the editor via ``send``.
+    ``rebuild``: the workspace's index is built again from its files (``rest-lsp.reindex``).
     """
     from indexer.storage import indexdir
     from indexer.workspace_index import open_or_build
     from rest_lsp.errors import DatastoreError
 
     with _forwarded(logging.getLogger("indexer"), send):
-        store = open_or_build(folder, config, tokenizer, progress=progress, watch=folder is not None)
+        store = open_or_build(folder, config, tokenizer, progress=progress, watch=folder is not None,
+                              rebuild=rebuild)
         damaged: dict[Path, str] = {}
         for shard in list(store.corpus) + (list(store.workspace.base) if store.workspace else []):
             try:

@@ -81,7 +81,7 @@ class CompletionService:
                     progress(0, 0, "loading model")
                     self._load_model(progress)
                 self.state = "indexing"
-                self._open_index(progress)
+                self._open_index(progress, rebuild=rebuild)
             except BaseException:
                 self.state = "ready" if self._ready.is_set() else "failed"
                 raise
@@ -144,8 +144,9 @@ class CompletionService:
         self._log(f"rest-lsp: prompt template {template.name} ({how}); fill-in-the-middle "
                   f"{'on' if self.fim else 'off'}; {header}; {len(engine.eos_ids)} stop tokens")
 
-    def _open_index(self, progress: Progress) -> None:
-        """Open (building what is missing) the datastore of the first workspace folder."""
+    def _open_index(self, progress: Progress, rebuild: bool = False) -> None:
+        """Open (building what is missing) the datastore of the first workspace folder; with
+        ``rebuild``, its index is built again from the files."""
         from rest_lsp.drafting.session import WorkspaceDrafting
 
         if self.drafting is not None:
@@ -155,7 +156,7 @@ class CompletionService:
         folder = self.folders[0] if self.folders else None
         if len(self.folders) > 1:
             self._log(f"rest-lsp: indexing the first workspace folder only ({folder})")
-        self.store = open_verified(folder, self.config, self._tokenizer_ref(), progress, self._log)
+        self.store = open_verified(folder, self.config, self._tokenizer_ref(), progress, self._log, rebuild=rebuild)
         self.context_session.reset()  # its block came from the index replaced
         # rest-lsp's default drafters (as `rest-lsp bench engine`), the history source and,
         # when the workspace has a dense index, dense drafts: one merged tree

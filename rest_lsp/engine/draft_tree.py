@@ -63,7 +63,7 @@ def build_draft_tree(
     """The draft tree of at most ``budget`` draft tokens below ``root_token``.
 
     The best-first cut of the trie of all candidates (the tests hold it to a plain trie and cut,
-    ``tests/draft_tree_reference.py``), built lazily: a node's children are counted only when the node is picked, so the work follows the
+    ``tests/support/draft_tree_reference.py``), built lazily: a node's children are counted only when the node is picked, so the work follows the
     candidates through the picked nodes instead of every token of every candidate (the trie was
     the largest part of a step's overhead: ~140 candidates of ~5 tokens for ~20 picked nodes).
     ``max_budget``: the largest budget this caller asks for (a tree is never deeper); the trees

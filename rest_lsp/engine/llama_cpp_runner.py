@@ -23,7 +23,7 @@ loop, drafting and acceptance; this module is the forward and the KV cache behin
   verification batch holds at most 3 rows (``max_rows``: the root and two drafts) with repacked
   weights, 7 without, and 64 without either (``repack=False`` and ``GGML_CPU_TILED_MM=0`` in the
   environment, which makes prefill ~13% slower here): on a 2-core CPU wider trees do not pay
-  anyway (c(4)/c(1) ~ 2.8).  ``tests/test_llama_cpp_runner.py`` checks that the logits of tree
+  anyway (c(4)/c(1) ~ 2.8).  ``tests/engine/test_llama_cpp_runner.py`` checks that the logits of tree
   rows equal those of one-token steps bit for bit.
 """
 

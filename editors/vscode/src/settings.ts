@@ -4,7 +4,7 @@
  *
  * A setting `rest-lsp.<section>.<camelName>` is the server option `<section>.<snake_name>`
  * (`rest-lsp.decoding.maxNewTokens` -> `{"decoding": {"max_new_tokens": ...}}`).  The defaults of
- * the settings are the server's own (tests/test_editors_defaults.py keeps them equal), and only
+ * the settings are the server's own (tests/editors/test_defaults.py keeps them equal), and only
  * the settings the user has set are sent, so that a server config file still applies to the rest.
  */
 

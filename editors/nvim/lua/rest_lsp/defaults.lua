@@ -1,4 +1,4 @@
--- Defaults of rest-lsp for Neovim.  Pure data: tests/test_editors_defaults.py reads this file and
+-- Defaults of rest-lsp for Neovim.  Pure data: tests/editors/test_defaults.py reads this file and
 -- checks `settings` against the server's own defaults (rest_lsp.config.schema.Config), so that they stay
 -- one source of truth.  Only the settings you pass to setup() are sent to the server (a server
 -- config file still applies to the rest); these values document what you get otherwise.

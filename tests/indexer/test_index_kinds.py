@@ -17,7 +17,7 @@ from indexer.tokens import load_tokenizer
 from indexer_fixtures import SAMPLE_CODE, make_workspace
 from scaleout_testing import LoopbackHttp, answer
 from rest_lsp.cli import main
-from rest_lsp.config.schema import IndexConfig
+from indexer.settings import IndexConfig
 
 QUERY = "def add(a, b):\\n    return"
 

@@ -1,7 +1,7 @@
 """Hostile indexes: truncated, bit-flipped, wrong-version, wrong-tokenizer or garbled index files are
 detected when the server opens them and rebuilt with a message, never loaded as garbage.
 
-``test_indexer_shard.py`` checks each detection at the shard level; here the server's own open path
+``tests/indexer/test_shard.py`` checks each detection at the shard level; here the server's own open path
 (``rest_lsp.completion.health.open_verified``) meets every kind of damage, including a flipped bit
 between the sampled checksum blocks, which only the full pass at start finds.
 """
@@ -19,7 +19,7 @@ from indexer_fixtures import SAMPLE_CODE, make_workspace, train_tiny_tokenizer
 from rest_lsp.completion.health import open_verified
 from rest_lsp.config.schema import Config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EMBEDDED = str(REPO / "rest_lsp" / "embedded")
 
 

@@ -14,7 +14,7 @@ from indexer.building import partition
 from indexer.datastore import Datastore
 from indexer.building.sources import SourceFile
 from indexer.workspace_index import build_corpus
-from rest_lsp.config.schema import IndexConfig
+from indexer.settings import IndexConfig
 from rest_lsp.errors import ClusterError, DatastoreError
 from scaleout_testing import SHARD_TOKENS, make_corpus, query_answers, random_contexts
 
@@ -155,7 +155,7 @@ def test_the_cluster_extra_pins_ray_serve():
     import tomllib
     from pathlib import Path
 
-    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith("ray") for dep in project["dependencies"])
     assert any(dep.startswith("ray[serve]==") for dep in project["optional-dependencies"]["cluster"])
 

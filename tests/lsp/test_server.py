@@ -20,9 +20,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 SOURCE = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"
 
 
+#: the two tokens the steered tiny model writes (``make_tiny_model_dir(steer=...)``)
+STEER = ("a", "b")
+
+
+def steered(text: str) -> bool:
+    """Whether a completion is what the steered model writes: a non-empty run of its tokens."""
+    return bool(text) and set(text) <= set("".join(STEER))
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return make_tiny_model_dir(tmp_path_factory.mktemp("model"))
+    # steered: greedy output is a run of "a"/"b" tokens whatever the prompt, so every completion
+    # below has text (a random model's first token may be one the stop rules cut)
+    return make_tiny_model_dir(tmp_path_factory.mktemp("model"), steer=STEER)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +121,7 @@ async def test_inline_completion_matches_the_service(session, model_dir, tmp_pat
     uri = open_doc(client, workspace / "new.py", text)
     result = await inline(client, uri, 1, 4)
     assert isinstance(result, lsp.InlineCompletionList)
+    assert result.items and all(steered(item.insert_text) for item in result.items)
     for item in result.items:
         assert item.range.start == lsp.Position(1, 4)
         assert item.command.command == "rest-lsp.accepted"
@@ -142,7 +154,7 @@ async def test_incremental_change_and_invoked_items(session):
     )
     result = await inline(client, uri, 2, 4, invoked=True)
     assert isinstance(result, lsp.InlineCompletionList)
-    assert len(result.items) <= 3
+    assert 1 <= len(result.items) <= 3 and all(steered(item.insert_text) for item in result.items)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -243,6 +255,7 @@ async def test_classic_completion_for_clients_without_inline(tmp_path, model_dir
             lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=1, character=4))
         )
         assert isinstance(items, lsp.CompletionList)
+        assert items.items and all(steered(item.text_edit.new_text) for item in items.items)
         for item in items.items:
             assert item.text_edit.range.start == lsp.Position(1, 4)
     finally:
@@ -276,6 +289,7 @@ async def test_classic_and_inline_requests_together_share_one_result(tmp_path, m
             lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=1, character=4))))
         ghost = asyncio.ensure_future(inline(client, uri, 1, 4))
         items, ghosts = await asyncio.gather(classic, ghost)
+        assert ghosts.items
         assert [i.text_edit.new_text for i in items.items][:1] == [g.insert_text for g in ghosts.items]
         await wait_for_log(client, lambda m: "shares the result" in m, timeout=30)
         assert not any("superseded" in m.message for m in client.log_messages)

@@ -72,8 +72,9 @@ def test_subsampled_store_keeps_a_fraction_of_the_documents(tmp_path, index_env,
     full_docs = sum(s.n_docs for s in store.corpus)
     assert 0 < sum(s.n_docs for s in sub.corpus) < full_docs
     assert 0 < humaneval.store_tokens(sub) < humaneval.store_tokens(store)
-    ids = tiny_tokenizer.encode("class P3:\n    def __init__(self")
-    assert sub.retrieve(ids).candidates is not None
+    ids = tiny_tokenizer.encode("    def __init__(self")  # in every document
+    full, part = store.retrieve(ids).candidates, sub.retrieve(ids).candidates
+    assert 0 < sum(c.count for c in part) < sum(c.count for c in full)  # a quarter of the documents
 
 
 def test_repo_workload_pieces(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 
 from rest_lsp.config.schema import Config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE_JSON = REPO / "editors" / "vscode" / "package.json"
 NVIM_DEFAULTS = REPO / "editors" / "nvim" / "lua" / "rest_lsp" / "defaults.lua"
 SECTIONS = {f.name for f in dataclasses.fields(Config)}

@@ -15,7 +15,7 @@ from indexer.datastore import Datastore
 from indexer.storage.shard import Doc, Shard, suffix_array
 from indexer.search.suffix import ShardView, suffix_range
 from indexer.tokens import IndexTokenizer
-from rest_lsp.config.schema import IndexConfig, RetrievalConfig
+from indexer.settings import IndexConfig, RetrievalConfig
 
 SEP = 0
 

@@ -16,7 +16,7 @@ from rest_lsp.bench import gpu_check
 from rest_lsp.bench import gpu_stage
 from rest_lsp.bench.humaneval import Run, summarize
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CUDA_STEPS = ("stage", "model_05b", "gpu_tests", "index_05b", "agreement_05b", "speed_05b", "model_15b",
               "index_15b", "speed_15b")
 
@@ -38,12 +38,12 @@ class FakeItem:
 
 
 def test_gpu_tests_are_skipped_with_the_reason_when_cuda_is_missing(monkeypatch):
-    import conftest
+    from gpu_marker import skip_gpu_tests_without_cuda
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     gpu, plain = FakeItem("gpu"), FakeItem("slow")
-    conftest.pytest_collection_modifyitems(None, [gpu, plain])
+    skip_gpu_tests_without_cuda([gpu, plain])
     assert plain.added == []
     [marker] = gpu.added
     assert marker.mark.name == "skip"
@@ -51,24 +51,24 @@ def test_gpu_tests_are_skipped_with_the_reason_when_cuda_is_missing(monkeypatch)
 
 
 def test_gpu_tests_run_where_cuda_is_available(monkeypatch):
-    import conftest
+    from gpu_marker import skip_gpu_tests_without_cuda
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     gpu = FakeItem("gpu")
-    conftest.pytest_collection_modifyitems(None, [gpu])
+    skip_gpu_tests_without_cuda([gpu])
     assert gpu.added == []
 
 
 def test_the_hook_says_so_when_torch_cannot_be_imported(monkeypatch):
-    import conftest
+    from gpu_marker import skip_gpu_tests_without_cuda
 
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
     plain = FakeItem()
-    conftest.pytest_collection_modifyitems(None, [plain])  # no gpu test: torch is not even asked for
+    skip_gpu_tests_without_cuda([plain])  # no gpu test: torch is not even asked for
     assert plain.added == []
     gpu = FakeItem("gpu")
-    conftest.pytest_collection_modifyitems(None, [gpu])
+    skip_gpu_tests_without_cuda([gpu])
     assert gpu.added[0].mark.kwargs["reason"].startswith("needs CUDA: torch is not importable")
 
 

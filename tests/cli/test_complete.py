@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 def test_complete_prints_json_items_and_stats(tmp_path):
-    model = make_tiny_model_dir(tmp_path / "model")
+    model = make_tiny_model_dir(tmp_path / "model", steer=("a", "b"))  # writes a run of a/b tokens
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "m.py").write_text("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    \n")
@@ -30,8 +30,8 @@ def test_complete_prints_json_items_and_stats(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert isinstance(result["items"], list)
-    assert result["stats"]["new_tokens"] <= 8
+    assert result["items"] and all(set(item) <= {"a", "b"} for item in result["items"])
+    assert 1 <= result["stats"]["new_tokens"] <= 8
     assert result["prompt_tokens"] > 0
 
 

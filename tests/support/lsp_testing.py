@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from lsprotocol import types as lsp
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EMBEDDED = REPO / "rest_lsp" / "embedded"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 

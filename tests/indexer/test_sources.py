@@ -9,7 +9,7 @@ import pytest
 from indexer.building import shards as build
 from indexer.building import sources
 from indexer_fixtures import make_workspace
-from rest_lsp.config.schema import IndexConfig
+from indexer.settings import IndexConfig
 
 
 def walk(root, config=None, corpus=False):

@@ -203,7 +203,7 @@ def test_datastore_drafts_from_the_compact_tier_and_decoding_stays_exact(tmp_pat
 
     from engine_testing import reference_greedy, tiny_model
     from indexer.datastore import Datastore
-    from rest_lsp.config.schema import IndexConfig, RetrievalConfig
+    from indexer.settings import IndexConfig, RetrievalConfig
     from rest_lsp.drafting.datastore import DatastoreDrafter
     from rest_lsp.engine.engine import Engine
 

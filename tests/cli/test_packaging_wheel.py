@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 PACKAGES = ("rest_lsp", "indexer")
 WEIGHTS = "rest_lsp/embedded/model.safetensors"
-#: the editors' settings defaults (tests/test_editors_defaults.py): the sdist carries them
+#: the editors' settings defaults (tests/editors/test_defaults.py): the sdist carries them
 EDITOR_DEFAULTS = ("editors/vscode/package.json", "editors/nvim/lua/rest_lsp/defaults.lua")
 #: a prompt the embedded model completes with code (greedy, so the same text each run)
 PROMPT = "import os\n\n\ndef read_file(path):\n    with open(path) as f:\n        "

@@ -22,7 +22,7 @@ from indexer.storage.shard import Doc, Shard, build_arrays, write_shard
 from indexer_fixtures import SAMPLE_CODE, make_workspace, small_index_config, train_tiny_tokenizer
 from rest_lsp.errors import DatastoreError, IndexCorruptError, IndexVersionError, TokenizerMismatchError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_docs(tmp_path, docs, vocab=50, identity="tok-a", tier="workspace"):
@@ -156,7 +156,7 @@ KILL_CHILD = textwrap.dedent('''
     from pathlib import Path
     from indexer import workspace_index
     from indexer.tokens import load_tokenizer
-    from rest_lsp.config.schema import IndexConfig
+    from indexer.settings import IndexConfig
     ws, out, tok_path = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     tok = load_tokenizer(tok_path)
     cfg = IndexConfig(corpus_shard_tokens=300)  # several shards per build: more points to die at
@@ -174,12 +174,12 @@ def test_kill_at_random_points_leaves_a_loadable_index(tmp_path, tiny_tokenizer_
     ws = make_workspace(tmp_path / "ws", {f"m{i}.py": SAMPLE_CODE * 3 for i in range(6)})
     out = tmp_path / "index"
     from indexer.tokens import load_tokenizer
-    from rest_lsp.config.schema import IndexConfig
+    from indexer.settings import IndexConfig
 
     tok = load_tokenizer(tiny_tokenizer_path)
     workspace_index.build_workspace(ws, IndexConfig(), tok, None, out)
     script = tmp_path / "child.py"
-    script.write_text(KILL_CHILD.format(tests=str(REPO / "tests")))
+    script.write_text(KILL_CHILD.format(tests=str(REPO / "tests" / "support")))
     rng = random.Random(0)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for _ in range(8):
@@ -204,7 +204,7 @@ def test_kill_at_random_points_leaves_a_loadable_index(tmp_path, tiny_tokenizer_
 
 def test_crash_before_pointer_swap_keeps_old_index(tmp_path, tiny_tokenizer_path, monkeypatch):
     from indexer.tokens import load_tokenizer
-    from rest_lsp.config.schema import IndexConfig
+    from indexer.settings import IndexConfig
 
     tok = load_tokenizer(tiny_tokenizer_path)
     ws = make_workspace(tmp_path / "ws", {"a.py": SAMPLE_CODE})

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from editors_testing import COL, LINE, REPO, SOURCE, editor_env, make_workspace, rest_lsp_executable, settings
-from test_editors_nvim import drawn, needs_nvim, run_driver
+from nvim_testing import drawn, needs_nvim, run_driver
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

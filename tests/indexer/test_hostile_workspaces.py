@@ -1,6 +1,6 @@
 """Hostile workspaces: indexing completes, skips with reasons, never crashes, memory stays bounded.
 
-What the indexer tests already cover (``test_indexer_sources.py``): binary and non-UTF-8 content,
+What the indexer tests already cover (``tests/indexer/test_sources.py``): binary and non-UTF-8 content,
 symlink loops and dangling links, FIFOs, unreadable files and directories, files and directories
 vanishing between walk and read, secrets and ignore files.  Here: the whole hostile set at once in
 a separate process whose peak memory is measured (100,000 tiny files, a 200 MB file, deep nesting,
@@ -29,11 +29,11 @@ from indexer import workspace_index
 from indexer.building import sources
 from indexer.datastore import Datastore
 from indexer.tokens import load_tokenizer
-from rest_lsp.config.schema import IndexConfig
+from indexer.settings import IndexConfig
 
 pytestmark = [pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY_FILES = 100_000
 PEAK_RSS_BOUND = 512 * 2**20
 
@@ -74,7 +74,7 @@ BUILD = textwrap.dedent('''
     from pathlib import Path
     from indexer import workspace_index
     from indexer.tokens import load_tokenizer
-    from rest_lsp.config.schema import IndexConfig
+    from indexer.settings import IndexConfig
     ws, out, tok = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     stop = threading.Event()
     def churn():  # delete and rewrite files while the build reads them

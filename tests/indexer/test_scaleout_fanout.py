@@ -19,7 +19,7 @@ from indexer.datastore import Datastore
 from indexer.remote.tier import Request, decode_retrieval, encode_retrieval
 from indexer.storage.shard import Doc, Shard
 from indexer.tokens import IndexTokenizer
-from rest_lsp.config.schema import IndexConfig, RetrievalConfig
+from indexer.settings import IndexConfig, RetrievalConfig
 from rest_lsp.errors import RemoteDatastoreError, TokenizerMismatchError
 
 SEP = 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from indexer_fixtures import SAMPLE_CODE, make_workspace
 from rest_lsp.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_build_stats_query_verify(tmp_path, index_env, tiny_tokenizer_path, capsys):
