@@ -25,6 +25,9 @@ Encode = Callable[[str], list[int]]
 NAME_LINES = 4
 #: definitions looked up for at most this many names, the nearest the cursor first
 MAX_NAMES = 6
+#: names the file imports by name (``from M import A``) whose definitions are looked up after
+#: the names near the cursor: the next line often uses one not typed yet
+MAX_IMPORTED = 6
 #: a definition of the name nearest the cursor ranks as a match run of this many tokens; each
 #: farther name one less
 DEFINITION_SCORE = 24.0
@@ -37,6 +40,7 @@ ELLIPSIS = "...\n"
 COMMON_NAMES = frozenset({"self", "cls", "args", "kwargs", "None", "True", "False"})
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+[\w.]+[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]+)", re.MULTILINE)
 _DEFINED = re.compile(
     r"^[ \t]*(?:async[ \t]+)?(?:def|class|function|func|fn)[ \t]+([A-Za-z_][A-Za-z0-9_]*)"
     r"|^([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?::[^=\n]*)?=(?!=)", re.MULTILINE)
@@ -117,6 +121,26 @@ def query_names(prefix: str, defined: Iterable[str] = (), lines: int = NAME_LINE
         if len(names) == limit:
             break
     return names
+
+
+def imported_names(prefix: str, skip: Iterable[str] = (), limit: int = MAX_IMPORTED) -> list[str]:
+    """Names the text before the cursor imports by name (``from M import A, B as C``: A and B;
+    Python's form), the one used last before the cursor first, then those not used yet, the
+    last imported first.  ``skip``: names already looked up."""
+    found: list[tuple[int, str, str]] = []  # (end of the import statement, name, name used)
+    for m in _FROM_IMPORT.finditer(prefix):
+        for part in m.group(1).strip("() \t").replace("\n", ",").split(","):
+            name, _, alias = (p.strip() for p in part.partition(" as "))
+            if _IDENTIFIER.fullmatch(name):
+                found.append((m.end(), name, alias if _IDENTIFIER.fullmatch(alias) else name))
+    unwanted = set(skip) | COMMON_NAMES
+    last_use: dict[str, int] = {}
+    for end, name, used in found:
+        if name in unwanted or name in last_use:
+            continue
+        uses = [u.start() for u in re.finditer(rf"(?<![\w.]){re.escape(used)}(?!\w)", prefix[end:])]
+        last_use[name] = end + uses[-1] if uses else -end  # unused: the later import first
+    return sorted(last_use, key=lambda n: -last_use[n] if last_use[n] >= 0 else 2**62 + last_use[n])[:limit]
 
 
 def is_definition(line: str, name: str) -> bool:

@@ -58,7 +58,7 @@ class ContextPrompt:
                budget: int) -> Block:
         """A new context block from the index's live and workspace tiers (``context_sources``);
         ``EMPTY`` plus a log line when the search fails (the completion goes on without it)."""
-        from rest_lsp.completion.context import choose_block, defined_names, query_names
+        from rest_lsp.completion.context import choose_block, defined_names, imported_names, query_names
         from rest_lsp.completion.context_sources import definition_snippets, match_snippets, query_ids, sources_of
 
         store = self.store
@@ -69,8 +69,9 @@ class ContextPrompt:
                 return EMPTY
             index_tok = store.tokenizer
             snippets = match_snippets(src, query_ids(prefix, index_tok.encode), index_tok.decode)
-            snippets += definition_snippets(src, query_names(prefix, defined_names(text)), index_tok.encode,
-                                            index_tok.decode)
+            near = query_names(prefix, defined_names(text))
+            names = near + imported_names(prefix, skip=near)  # near the cursor first: ranked higher
+            snippets += definition_snippets(src, names, index_tok.encode, index_tok.decode)
             return choose_block(snippets, budget, self.encode, fim, repo, current)
         except Exception as exc:  # context is an extra: a failed search must not cost the completion
             self.log(f"rest-lsp: no context block for {uri or 'the document'}: {exc!r}")

@@ -187,3 +187,17 @@ def test_the_session_keeps_its_block_and_starts_anew_when_the_rule_says_so():
     session.reset()
     assert session.block_for("u", "x\nabc\n", "other", choose("fifth")) == "fifth"
     assert chosen == ["first", "third", "fourth", "fifth"] and (session.started, session.reused) == (4, 1)
+
+
+def test_imported_names_used_last_come_first_then_the_unused_latest_import_first():
+    from rest_lsp.completion.context import imported_names
+
+    prefix = ("from a.b import Foo, Bar as B\n"
+              "from .c import (\n    baz,\n    qux,\n)\n"
+              "from star import *\nimport os\n\n"
+              "def f():\n    y = B(Foo())\n    return baz(y)\n")
+    assert imported_names(prefix) == ["baz", "Foo", "Bar", "qux"]  # Bar is used as B
+    assert imported_names(prefix, skip=["Foo"]) == ["baz", "Bar", "qux"]
+    assert imported_names(prefix, limit=2) == ["baz", "Foo"]
+    assert imported_names("import os\nx = os.path\n") == []  # modules are not definitions
+    assert imported_names("from m import self, cls, thing\n") == ["thing"]
