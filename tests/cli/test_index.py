@@ -1,4 +1,4 @@
-"""``rest-lsp index`` smoke tests, and the indexer's promise never to import torch."""
+"""``rest-lsp index`` smoke tests, and the indexer's promises: never to import torch, and to work without ``rest_lsp``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,31 @@ def test_indexer_never_imports_torch():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_the_indexer_works_without_rest_lsp(tmp_path, tiny_tokenizer_path):
+    """Every indexer module imports, and an index is built and searched, with ``rest_lsp`` unimportable."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "sys.modules['rest_lsp'] = None  # any import of it now raises\n"
+        "import indexer\n"
+        "names = [m.name for m in pkgutil.walk_packages(indexer.__path__, 'indexer.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "from indexer.settings import IndexConfig\n"
+        "from indexer.tokens import load_tokenizer\n"
+        "from indexer.workspace_index import open_or_build\n"
+        "ws, tok = sys.argv[1], load_tokenizer(sys.argv[2])\n"
+        "store = open_or_build(ws, IndexConfig(index_dir=sys.argv[3]), tok, use_corpus=False)\n"
+        "found = store.retrieve(tok.encode('def add(a, b):')).candidates\n"
+        "assert found and all(c.source == 'workspace' for c in found), found\n"
+        "print(len(names))\n"
+    )
+    ws = make_workspace(tmp_path / "ws", {"m.py": SAMPLE_CODE})
+    r = subprocess.run([sys.executable, "-c", code, str(ws), str(tiny_tokenizer_path), str(tmp_path / "index")],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.strip()) > 20  # the walk saw the whole package
 
 
 def test_bench_smoke(tmp_path, index_env, tiny_tokenizer_path, capsys):
