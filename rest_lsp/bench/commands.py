@@ -107,8 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     qu.add_argument("--seed", type=int, default=0, help="picks the held-out files and the cursor positions")
     qu.add_argument("--mode", default="rest", choices=("rest", "greedy"), help="decoding.mode of the service")
     qu.add_argument("--context", default="on,off", metavar="on,off",
-                    help="the prompt's context block (server.context): on, off, or on,off to complete every position "
-                         "both ways (interleaved) and report the ratio")
+                    help="the prompt's context block (server.context): on, off, on:N (a block of at most N tokens), or "
+                         "several, comma-separated, to complete every position each way (interleaved) and report "
+                         "each with-block setting's ratio to off")
     qu.add_argument("--context-tokens", type=int, default=ServerConfig.context_tokens, metavar="N",
                     help="server.context_tokens: the block's most tokens")
     qu.add_argument("--out", default="bench-out/quality", metavar="DIR", help="where JSON, table and PNG go")

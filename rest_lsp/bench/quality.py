@@ -34,7 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from rest_lsp.bench.context_settings import order_at, parse_settings, ratio, server_value
+from rest_lsp.bench.context_settings import context_tokens_of, order_at, parse_settings, ratio, server_value, with_context
 from rest_lsp.bench.cursor_scores import document_at, score, select_positions
 from rest_lsp.bench.quantiles import nearest_rank
 from rest_lsp.bench.record import run_header
@@ -83,24 +83,31 @@ def context_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {(r["repository"], r.get("context")): r for r in rows}
     out = []
     for name in dict.fromkeys(r["repository"] for r in rows):
-        on, off = by.get((name, "on")), by.get((name, "off"))
-        if on is None or off is None:
-            continue
-        out.append({"repository": name, "positions": on["positions"],
-                    "exact_match_on": on["exact_match"], "exact_match_off": off["exact_match"],
-                    "exact_match_ratio": ratio(on["exact_match"], off["exact_match"]),
-                    "edit_similarity_on": on["edit_similarity"], "edit_similarity_off": off["edit_similarity"],
-                    "edit_similarity_ratio": ratio(on["edit_similarity"], off["edit_similarity"]),
-                    "latency_p50_ratio": ratio(on["latency_p50_s"], off["latency_p50_s"])})
+        off = by.get((name, "off"))
+        for setting in with_context(list(dict.fromkeys(r.get("context") for r in rows if r.get("context")))):
+            on = by.get((name, setting))
+            if on is None or off is None:
+                continue
+            out.append(_ratio_row(name, setting, on, off))
     return out
+
+
+def _ratio_row(name: str, setting: str, on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
+    """One repository's figures with a block (``setting``) over those without."""
+    return {"repository": name, "context": setting, "positions": on["positions"],
+            "exact_match_on": on["exact_match"], "exact_match_off": off["exact_match"],
+            "exact_match_ratio": ratio(on["exact_match"], off["exact_match"]),
+            "edit_similarity_on": on["edit_similarity"], "edit_similarity_off": off["edit_similarity"],
+            "edit_similarity_ratio": ratio(on["edit_similarity"], off["edit_similarity"]),
+                    "latency_p50_ratio": ratio(on["latency_p50_s"], off["latency_p50_s"])}
 
 
 def ratio_table(ratios: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of the with/without-context ratios."""
-    lines = ["| repository | positions | EM with / without context | EM ratio | ES with / without | ES ratio | "
-             "p50 latency ratio |", "|---|---|---|---|---|---|---|"]
+    lines = ["| repository | context | positions | EM with / without context | EM ratio | ES with / without | "
+             "ES ratio | p50 latency ratio |", "|---|---|---|---|---|---|---|---|"]
     for r in ratios:
-        lines.append(f"| {r['repository']} | {r['positions']} | "
+        lines.append(f"| {r['repository']} | {r.get('context', 'on')} | {r['positions']} | "
                      f"{r['exact_match_on']:.1%} / {r['exact_match_off']:.1%} | "
                      f"{_x(r['exact_match_ratio'])} | {r['edit_similarity_on']:.3f} / {r['edit_similarity_off']:.3f} | "
                      f"{_x(r['edit_similarity_ratio'])} | {_x(r['latency_p50_ratio'])} |")
@@ -199,6 +206,7 @@ def run_repository(service: Any, root: Path, name: str, work: Path, args: Any) -
     print(f"{name}: {len(rel_files) - len(held)} files indexed ({index_s:.1f} s with the model's load); "
           f"held out: {', '.join(held)}", file=sys.stderr)
     settings = parse_settings(getattr(args, "context", "on"))
+    default_tokens = service.config.server.context_tokens
     records = []
     for rel in held:
         text = (root / rel).read_text(encoding="utf-8", errors="replace")
@@ -208,18 +216,19 @@ def run_repository(service: Any, root: Path, name: str, work: Path, args: Any) -
             document = document_at(text, pos.offset)
             service.update_buffer(uri, document)
             for setting in order_at(settings, i):
-                records.append(complete_at(service, name, rel, text, document, uri, pos, setting))
+                records.append(complete_at(service, name, rel, text, document, uri, pos, setting, default_tokens))
         service.drop_buffer(uri)
     return records, {"workspace": str(root), "held_out": held, "indexed_files": len(rel_files) - len(held),
                      "start_seconds": round(index_s, 1)}
 
 
 def complete_at(service: Any, name: str, rel: str, text: str, document: str, uri: str, pos: Any,
-                setting: str) -> dict[str, Any]:
+                setting: str, default_tokens: int) -> dict[str, Any]:
     """One completion at a position with one context setting: its record (and a line on stderr)."""
     from rest_lsp.errors import ReportedError
 
     service.config.server.context = server_value(setting)
+    service.config.server.context_tokens = context_tokens_of(setting, default_tokens)
     service.context_session.reset()  # each position is a session of its own, whatever came before
     error, items, outcome = "", [], None
     begun = time.perf_counter()
@@ -244,7 +253,7 @@ def complete_at(service: Any, name: str, rel: str, text: str, document: str, uri
               "new_tokens": (outcome.stats or {}).get("new_tokens") if outcome else 0, "error": error}
     flags = "".join(f for f, on in (("E", s.empty), ("=", s.exact_match), ("N", s.starts_new_file),
                                      ("R", s.repeats_prefix)) if on)
-    print(f"  {rel}:{record['line']}:{record['column']} {pos.kind:>3} ctx {setting:>3} sim {s.edit_similarity:.2f} "
+    print(f"  {rel}:{record['line']}:{record['column']} {pos.kind:>3} ctx {setting:>6} sim {s.edit_similarity:.2f} "
           f"{flags:<3} {latency:5.2f} s  {s.shown_line.strip()[:40]!r} vs {s.expected.strip()[:40]!r}",
           file=sys.stderr)
     return record
@@ -252,6 +261,7 @@ def complete_at(service: Any, name: str, rel: str, text: str, document: str, uri
 
 def main(args: Any) -> int:
     """The ``rest-lsp bench quality`` command: run, print the table, write JSON, table and plot."""
+    from rest_lsp.config.schema import ServerConfig
     from rest_lsp.engine.model import describe
     from rest_lsp.errors import ConfigError
 
@@ -296,7 +306,7 @@ def main(args: Any) -> int:
         "max_new_tokens": args.max_new_tokens,
         "seed": args.seed,
         "context": settings,
-        "context_tokens": service.config.server.context_tokens,
+        "context_tokens": getattr(args, "context_tokens", ServerConfig.context_tokens),  # "on"; "on:N" says its own
         "repositories": facts,
         "summary": rows,
         "context_ratio": ratios,

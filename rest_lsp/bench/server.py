@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from rest_lsp.bench.index import cpu_name
-from rest_lsp.bench.context_settings import order_at, parse_settings, ratio, server_value
+from rest_lsp.bench.context_settings import context_tokens_of, order_at, parse_settings, ratio, server_value
 from rest_lsp.bench.quantiles import nearest_rank
 from rest_lsp.bench.resident import rss_mb
 from rest_lsp.bench.server_process import Server
@@ -138,7 +138,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for label, mode, setting in server_labels(modes, settings):
         options = json.loads(json.dumps(base))
         options["decoding"]["mode"] = mode
-        options["server"].update(context=server_value(setting), context_tokens=context_tokens)
+        options["server"].update(context=server_value(setting), context_tokens=context_tokens_of(setting, context_tokens))
         servers[label] = Server(label, options, workspace, env, warms_up=mode == "rest" and args.history_warmup > 0)
     t0 = time.perf_counter()
     try:

@@ -27,6 +27,20 @@ def test_settings_are_parsed_checked_and_interleaved():
     assert context_settings.ratio(0.3, 0.2) == 1.5 and context_settings.ratio(0.3, 0) is None
 
 
+def test_a_block_budget_is_a_setting_of_its_own():
+    assert context_settings.parse_settings("on:128,on,off") == ["on:128", "on", "off"]
+    for bad in ("on:", "on:-1", "off:5", "on:x"):
+        with pytest.raises(ConfigError):
+            context_settings.parse_settings(bad)
+    assert context_settings.server_value("on:128") == "auto"
+    assert [context_settings.context_tokens_of(s, 384) for s in ("on:128", "on", "off")] == [128, 384, 384]
+    assert context_settings.with_context(["on:128", "off", "on"]) == ["on:128", "on"]
+    three = ["on:128", "on", "off"]
+    assert [context_settings.order_at(three, i) for i in range(3)] == [
+        ["on:128", "on", "off"], ["on", "off", "on:128"], ["off", "on:128", "on"]]
+    assert {context_settings.order_at(three, i)[0] for i in range(3)} == set(three)  # each goes first alike
+
+
 def record(repo: str, context: str, exact: bool, latency: float, tokens: int = 0) -> dict:
     return {"repository": repo, "context": context, "kind": "mid", "exact_match": exact,
             "edit_similarity": 1.0 if exact else 0.5, "empty": False, "starts_new_file": False,
@@ -47,10 +61,20 @@ def test_quality_rows_per_setting_and_the_ratio_of_exact_match():
     assert ratios[1]["exact_match_ratio"] is None  # nothing matched without: no ratio
     json.dumps({"summary": rows, "context_ratio": ratios})
     text = quality.table(rows) + "\n" + quality.ratio_table(ratios)
-    assert "| a (context on) | 2 |" in text and "| a | 2 | 100.0% / 50.0% | 2.00x |" in text and "| n/a |" in text
+    assert "| a (context on) | 2 |" in text and "| a | on | 2 | 100.0% / 50.0% | 2.00x |" in text and "| n/a |" in text
     # one setting only: one row per repository, no ratio
     single = quality.summaries([r for r in records if r["context"] == "on"], ["a"], ["on"])
     assert len(single) == 1 and quality.context_ratios(single) == []
+
+
+def test_each_block_budget_gets_its_ratio_to_off():
+    records = [record("a", "on:64", False, 0.1, 60), record("a", "on", True, 0.3, 300), record("a", "off", False, 0.1),
+               record("a", "on:64", True, 0.1, 50), record("a", "on", True, 0.3, 280), record("a", "off", True, 0.1)]
+    rows = quality.summaries(records, ["a"], ["on:64", "on", "off"])
+    ratios = quality.context_ratios(rows)
+    assert [(r["context"], r["exact_match_ratio"], r["latency_p50_ratio"]) for r in ratios] == [
+        ("on:64", 1.0, 1.0), ("on", 2.0, 3.0)]
+    assert "| a | on:64 | 2 | 50.0% / 50.0% | 1.00x |" in quality.ratio_table(ratios)
 
 
 def test_quality_command_compares_both_settings_by_default():
