@@ -94,8 +94,9 @@ class ServerConfig:
     #: once per completion session (docs/server.md); "off"
     context: str = "auto"
     #: most tokens of the context block, taken out of max_prompt_tokens (the file's own text
-    #: always keeps half of it; 0: no block)
-    context_tokens: int = 384
+    #: always keeps half of it; 0: no block); 128 by measurement: on the 0.5B model a block of 384
+    #: completed no better and cost more prefill (BENCHMARKS.md, session 12)
+    context_tokens: int = 128
     #: completion items returned for an explicit (invoked) request, for cycling
     max_items: int = 3
     #: seconds a completion request that arrives while the model or index is still loading waits

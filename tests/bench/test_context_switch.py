@@ -83,9 +83,9 @@ def test_quality_command_compares_both_settings_by_default():
     parser = argparse.ArgumentParser()
     bench.register(parser.add_subparsers())
     args = parser.parse_args(["bench", "quality", "--workspace", "a"])
-    assert args.context == "on,off" and args.context_tokens == 384
+    assert args.context == "on,off" and args.context_tokens == 128
     args = parser.parse_args(["bench", "server", "--workspace", "a", "--context", "on,off", "--modes", "rest"])
-    assert (args.context, args.modes, args.context_tokens) == ("on,off", "rest", 384)
+    assert (args.context, args.modes, args.context_tokens) == ("on,off", "rest", 128)
 
 
 def fake_servers(labels) -> dict:

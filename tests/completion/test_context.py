@@ -152,7 +152,7 @@ def test_the_block_never_pushes_the_file_below_its_floor():
 
 def test_context_options_are_checked():
     config, problems = Config.from_dict({"server": {"context": "on", "context_tokens": -1}})
-    assert (config.server.context, config.server.context_tokens) == ("auto", 384) and len(problems) == 2
+    assert (config.server.context, config.server.context_tokens) == ("auto", 128) and len(problems) == 2
     off, none = Config.from_dict({"server": {"context": "off", "context_tokens": 0}})
     assert (off.server.context, off.server.context_tokens) == ("off", 0) and not none
 
