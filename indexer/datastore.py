@@ -37,7 +37,9 @@ def split_config(config=None, index: IndexConfig | None = None,
                  retrieval: RetrievalConfig | None = None) -> tuple[IndexConfig, RetrievalConfig]:
     """(IndexConfig, RetrievalConfig) from a whole configuration (anything with ``index`` and
     ``retrieval`` sections, such as rest-lsp's ``Config``), either section, or defaults."""
-    if isinstance(getattr(config, "index", None), IndexConfig) and isinstance(getattr(config, "retrieval", None), RetrievalConfig):
+    whole = (isinstance(getattr(config, "index", None), IndexConfig)
+             and isinstance(getattr(config, "retrieval", None), RetrievalConfig))
+    if whole:
         index, retrieval = index or config.index, retrieval or config.retrieval
     elif isinstance(config, IndexConfig):
         index = index or config

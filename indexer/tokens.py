@@ -85,7 +85,7 @@ def from_portable(spec: dict) -> IndexTokenizer:
     return _describe(tokenizer, identity, None, spec.get("source") or "<portable>", spec["separator"] or None)
 
 
-def load_tokenizer(path: str | os.PathLike | None = None) -> IndexTokenizer:
+def load_tokenizer(path: str | os.PathLike | None) -> IndexTokenizer:
     """Load a tokenizer.json, or the one in a model directory (``DatastoreError`` for None: the
     indexer knows no default model)."""
     from tokenizers import Tokenizer

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from indexer.building import shards as build
-from indexer.storage import indexdir
 from indexer.building import sources
+from indexer.storage import indexdir
 from indexer.datastore import Datastore, split_config
 from indexer.storage.shard import FORMAT_VERSION, Shard
 from indexer.tokens import IndexTokenizer, coerce_tokenizer

@@ -1,8 +1,9 @@
 """The ``rest-lsp`` command line: a thin dispatcher over one module per subcommand.
 
 Each subcommand's module (in ``rest_lsp.commands``; ``bench``'s is ``rest_lsp.bench.commands``)
-exposes ``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the parsed namespace and returning an exit status).  Modules are
-imported here, but they import their heavy dependencies (torch, transformers) only when run.
+exposes ``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the
+parsed namespace and returning an exit status).  Modules are imported here, but they import
+their heavy dependencies (torch, transformers) only when run.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from rest_lsp import __version__
 from rest_lsp.errors import ReportedError
 
 #: the subcommands' modules, in the order shown by --help (``bench``'s lives in the benchmark package)
-COMMAND_MODULES: tuple[str, ...] = tuple(f"rest_lsp.commands.{name}" for name in (
-    "serve", "index", "datastore", "generate", "complete", "model")) + ("rest_lsp.bench.commands", "rest_lsp.commands.doctor")
+COMMAND_MODULES: tuple[str, ...] = (
+    "rest_lsp.commands.serve", "rest_lsp.commands.index", "rest_lsp.commands.datastore",
+    "rest_lsp.commands.generate", "rest_lsp.commands.complete", "rest_lsp.commands.model",
+    "rest_lsp.bench.commands", "rest_lsp.commands.doctor",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

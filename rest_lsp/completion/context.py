@@ -127,20 +127,26 @@ def imported_names(prefix: str, skip: Iterable[str] = (), limit: int = MAX_IMPOR
     """Names the text before the cursor imports by name (``from M import A, B as C``: A and B;
     Python's form), the one used last before the cursor first, then those not used yet, the
     last imported first.  ``skip``: names already looked up."""
-    found: list[tuple[int, str, str]] = []  # (end of the import statement, name, name used)
+    unwanted = set(skip) | COMMON_NAMES
+    imported: dict[str, int] = {}  # name -> the end of its (first) import statement
+    by_use: dict[str, list[str]] = {}  # the name as the code uses it (its alias, if any) -> names
     for m in _FROM_IMPORT.finditer(prefix):
         for part in m.group(1).strip("() \t").replace("\n", ",").split(","):
             name, _, alias = (p.strip() for p in part.partition(" as "))
-            if _IDENTIFIER.fullmatch(name):
-                found.append((m.end(), name, alias if _IDENTIFIER.fullmatch(alias) else name))
-    unwanted = set(skip) | COMMON_NAMES
-    last_use: dict[str, int] = {}
-    for end, name, used in found:
-        if name in unwanted or name in last_use:
+            if _IDENTIFIER.fullmatch(name) and name not in unwanted and name not in imported:
+                imported[name] = m.end()
+                by_use.setdefault(alias if _IDENTIFIER.fullmatch(alias) else name, []).append(name)
+    last_use: dict[str, int] = {}  # name -> where the code last used it, after its import
+    for m in _IDENTIFIER.finditer(prefix):  # one pass: whole identifiers, not attributes
+        before = prefix[m.start() - 1:m.start()]
+        if before == "." or before.isalnum() or before == "_":
             continue
-        uses = [u.start() for u in re.finditer(rf"(?<![\w.]){re.escape(used)}(?!\w)", prefix[end:])]
-        last_use[name] = end + uses[-1] if uses else -end  # unused: the later import first
-    return sorted(last_use, key=lambda n: -last_use[n] if last_use[n] >= 0 else 2**62 + last_use[n])[:limit]
+        for name in by_use.get(m.group(), ()):
+            if m.start() >= imported[name]:
+                last_use[name] = m.start()
+    # used ones by their last use, the latest first; then the unused, the latest import first
+    order = {n: (0, -last_use[n]) if n in last_use else (1, -end) for n, end in imported.items()}
+    return sorted(imported, key=order.__getitem__)[:limit]
 
 
 def is_definition(line: str, name: str) -> bool:

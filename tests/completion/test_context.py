@@ -201,3 +201,5 @@ def test_imported_names_used_last_come_first_then_the_unused_latest_import_first
     assert imported_names(prefix, limit=2) == ["baz", "Foo"]
     assert imported_names("import os\nx = os.path\n") == []  # modules are not definitions
     assert imported_names("from m import self, cls, thing\n") == ["thing"]
+    # two imports under one alias: each counts the alias's uses after its own import
+    assert imported_names("from a import x as f\nf()\nfrom b import y as f\n") == ["x", "y"]
