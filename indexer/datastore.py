@@ -30,6 +30,9 @@ from indexer.errors import DatastoreError
 
 log = logging.getLogger(__name__)
 
+#: seconds ``Datastore.close`` waits for a background compaction of the workspace tier
+CLOSE_COMPACTION_WAIT_S = 60.0
+
 __all__ = ["Candidate", "Datastore", "Retrieval", "split_config"]
 
 
@@ -223,10 +226,14 @@ class Datastore:
         return self._watcher
 
     def close(self) -> None:
-        """Stop the watcher (shards stay mapped until garbage-collected)."""
+        """Stop the watcher and wait (at most ``CLOSE_COMPACTION_WAIT_S``) for a background
+        compaction of the workspace tier: it writes into the index folder, which a caller may
+        open again or delete once this returns (shards stay mapped until garbage-collected)."""
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+        if self.workspace is not None and not self.workspace.wait_compaction(CLOSE_COMPACTION_WAIT_S):
+            log.warning("closed while the workspace compaction still runs (over %.0f s)", CLOSE_COMPACTION_WAIT_S)
         for remote in self.remotes:
             remote.close()
 

@@ -134,13 +134,18 @@ def test_unencodable_names_are_skipped_by_the_watcher_rules_too(tmp_path):
     assert skip is not None and skip.reason == "unencodable-name"
 
 
-def test_newline_and_unencodable_names_survive_a_refresh(tmp_path):
+def compacting_store(tmp_path):
+    """(workspace, config, tokenizer, store): one file indexed, every refresh compacts."""
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "a.py").write_text("alpha_value = 1\n")
     tok = load_tokenizer(str(REPO / "rest_lsp" / "embedded"))
     cfg = IndexConfig(index_dir=str(tmp_path / "idx"), compact_tokens=1)
-    store = workspace_index.open_or_build(ws, cfg, tok, use_corpus=False)
+    return ws, cfg, tok, workspace_index.open_or_build(ws, cfg, tok, use_corpus=False)
+
+
+def test_newline_and_unencodable_names_survive_a_refresh(tmp_path):
+    ws, cfg, tok, store = compacting_store(tmp_path)
     (ws / "b\nc.py").write_text("newline_refresh_value = 2\n")
     bad = os.fsencode(ws) + b"/d\xff.py"
     with open(bad, "wb") as f:
@@ -150,3 +155,32 @@ def test_newline_and_unencodable_names_survive_a_refresh(tmp_path):
     store.close()
     reopened = workspace_index.open_or_build(ws, cfg, tok, use_corpus=False)
     assert reopened.verify() == []
+
+
+def test_close_waits_for_a_background_compaction(tmp_path, monkeypatch):
+    import threading
+
+    from indexer import workspace as workspace_module
+
+    ws, cfg, tok, store = compacting_store(tmp_path)
+    entered, release, closed = threading.Event(), threading.Event(), threading.Event()
+    write = workspace_module.write_workspace_shards
+
+    def slow_write(*args, **kwargs):  # the compaction's writing, held until the test lets it go
+        entered.set()
+        release.wait(30)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(workspace_module, "write_workspace_shards", slow_write)
+    (ws / "b.py").write_text("beta_value = 2\n")
+    store.notify_changed([str(ws / "b.py")])  # over compact_tokens: a background compaction
+    assert entered.wait(30)
+    closer = threading.Thread(target=lambda: (store.close(), closed.set()))
+    closer.start()
+    assert not closed.wait(0.3)  # still writing: close waits
+    release.set()
+    assert closed.wait(30)
+    closer.join(30)
+    reopened = workspace_index.open_or_build(ws, cfg, tok, use_corpus=False)
+    assert reopened.verify() == []
+    assert reopened.retrieve(tok.encode("beta_value =")).suffix_len >= 3
