@@ -24,6 +24,17 @@ Waiting for an LSP client on stdin (Ctrl-C to quit).
 """
 
 
+def demo_listing(typed: str, completion: str | None) -> str:
+    """The demo as a reader sees code: the typed text then the completion, each line indented
+    by four spaces and marked (``|`` typed, ``+`` completed), so the completion's own indentation
+    reads as it would in the editor."""
+    if completion is None:
+        return "    (no completion)"
+    lines = (typed + completion).split("\n")
+    typed_lines = typed.count("\n")  # lines wholly typed; the cursor's line is marked completed
+    return "\n".join(f"  {'|' if i < typed_lines else '+'} {line}" for i, line in enumerate(lines))
+
+
 def welcome(data: dict[str, Any]) -> None:
     """Index the current folder with progress, run a demo completion, print how to connect."""
     from rest_lsp.commands.index_common import _progress_bar
@@ -49,9 +60,8 @@ def welcome(data: dict[str, Any]) -> None:
     print(service.ready_message(), file=err)
     try:
         outcome = service.complete(DEMO_TEXT, len(DEMO_TEXT))
-        shown = outcome.items[0] if outcome.items else "(nothing)"
         print(f"rest-lsp: demo completion of {DEMO_TEXT!r} ({outcome.latency_s * 1000:.0f} ms):", file=err)
-        print("    " + shown.replace("\n", "\n    "), file=err)
+        print(demo_listing(DEMO_TEXT, outcome.items[0] if outcome.items else None), file=err)
     except Exception as exc:
         print(f"rest-lsp: demo completion failed: {exc}", file=err)
     service.close()
