@@ -15,7 +15,10 @@ first minutes.  It reports:
 - KV reuse: the prefill of a request right after a one-character edit (``reused_tokens``), and
   the prompt tokens prefilled by first requests and by requests after a keystroke;
 - typing at 20 edits/s with a request after each: latency of the last request vs idle, and the
-  server's resident memory before and after.
+  server's resident memory before and after;
+- moves (``--moves``, ``bench/server_moves.py``): the first request at a new place in a file that
+  is open, after a pause in which the server may warm the document (``server.warm_documents``,
+  ``--warm-documents on|off``): latency, prefilled and reused tokens, next-line exact match.
 
 ``--context on,off`` starts each mode's server twice, with the prompt's context block
 (``server.context = "auto"``, the default) and without, all sent the same requests interleaved,
@@ -46,7 +49,9 @@ from rest_lsp.bench.index import cpu_name
 from rest_lsp.bench.context_settings import context_tokens_of, order_at, parse_settings, ratio, server_value
 from rest_lsp.bench.quantiles import nearest_rank
 from rest_lsp.bench.resident import rss_mb
+from rest_lsp.bench.server_moves import move_trials
 from rest_lsp.bench.server_process import Server
+from rest_lsp.bench.server_table import table
 from rest_lsp.bench.workloads import held_out_files
 from rest_lsp.config.schema import RetrievalConfig, ServerConfig
 from rest_lsp.errors import ConfigError
@@ -126,7 +131,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "index": {"exclude_globs": excludes, "index_dir": str(scratch / "index")},
         "retrieval": {"history_warmup": args.history_warmup},
         "decoding": {"max_new_tokens": args.max_new_tokens},
-        "server": {"debounce_ms": 0},
+        "server": {"debounce_ms": 0, "warm_documents": getattr(args, "warm_documents", "on") == "on"},
     }
     if args.corpus:
         base["index"]["corpus_roots"] = args.corpus
@@ -192,6 +197,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
             print(f"  {i + 1}/{len(spots)}: p50 " + ", ".join(f"{m} {pct(lat[m], .5)} ms" for m in labels),
                   file=sys.stderr)
     rest_labels = [m for m in labels if servers[m].options["decoding"]["mode"] == "rest"] or labels[:1]
+    moves = await move_trials(args, servers, workspace, spots, line_col) if getattr(args, "moves", 0) else {}
     reuse = {m: await kv_trials(args, servers[m], workspace, spots) for m in rest_labels}
     typing = {m: await typing_trials(args, servers[m], workspace, spots) for m in rest_labels}
     for server in servers.values():
@@ -214,6 +220,8 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
                                   for (a, b), n in same.items()},
         "kv_reuse_after_one_char_edit": reuse[main_label],
         "typing": typing[main_label],
+        "warm_documents": getattr(args, "warm_documents", "on"),
+        "moves": moves,
     }
     if len(rest_labels) > 1:
         out["kv_reuse_by_server"], out["typing_by_server"] = reuse, typing
@@ -306,36 +314,6 @@ async def typing_trials(args: argparse.Namespace, server: Any, workspace: Path, 
             "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1)}
 
 
-def table(r: dict[str, Any]) -> str:
-    """The results as a markdown table."""
-    lines = ["| mode | after a keystroke: p50 / p95 ms | first request in a document: p50 / p95 ms | tokens/step "
-             "| prefilled tokens p50: first / keystroke |",
-             "|---|---|---|---|---|"]
-    for m, v in r["latency_ms"].items():
-        c = r["cold_latency_ms"][m]
-        p = r.get("prefilled_tokens_p50", {}).get(m, {})
-        lines.append(f"| {m} | {v['p50']} / {v['p95']} | {c['p50']} / {c['p95']} | {r['tokens_per_step'][m]} "
-                     f"| {p.get('first')} / {p.get('keystroke')} |")
-    t = r["typing"]
-    kv = r["kv_reuse_after_one_char_edit"]
-    lines += ["", f"p50 REST / greedy: {r.get('p50_ratio_rest_over_greedy')} (first requests: "
-              f"{r.get('cold_p50_ratio_rest_over_greedy')}); identical items: {r['identical_items_share']}",
-              f"typing at {t['edits_per_s']} edits/s: last-request p95 {t['last_request_p95_ms']} ms vs idle p95 "
-              f"{t['idle_p95_ms']} ms (x{t['ratio_p95']}); RSS {t['rss_mb_before']} -> {t['rss_mb_after']} MiB"]
-    blocks = {m: v for m, v in (r.get("context_tokens_p50") or {}).items() if v}
-    if blocks:
-        lines.append("context block tokens p50: " + ", ".join(f"{m} {v}" for m, v in blocks.items()))
-    for mode, x in (r.get("p50_ratio_context_on_over_off") or {}).items():
-        lines.append(f"p50 with / without the context block, {mode}: {x['keystroke']} after a keystroke, "
-                     f"{x['first']} for first requests")
-    by_server = r.get("kv_reuse_by_server") or ({"": kv} if kv else {})
-    for label, trials in by_server.items():
-        lines.append(f"KV reuse after a one-character edit{', ' + label if label else ''} "
-                     "(prompt / reused / prefilled tokens): " + ", ".join(
-                         f"{k['prompt_tokens']}/{k['reused_tokens']}/{k['prefill_tokens']}" for k in trials))
-    return "\n".join(lines)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rest_lsp.bench.server", description=__doc__.split("\n")[0])
     add_arguments(p)
@@ -364,6 +342,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="server.context_tokens of the servers with the block")
     p.add_argument("--history-warmup", type=int, default=RetrievalConfig.history_warmup, metavar="N",
                    help="the REST server's history warm-up positions (retrieval.history_warmup; 0: cold)")
+    p.add_argument("--moves", type=int, default=8, metavar="N",
+                   help="first requests at a new place in an open file (bench/server_moves.py); 0: none")
+    p.add_argument("--move-lines", type=int, default=20, metavar="K", help="a move goes at most K lines away")
+    p.add_argument("--pause-s", type=float, default=15.0, help="the pause before a move: until the server "
+                   "warmed the document, at most this long")
+    p.add_argument("--warm-documents", choices=("on", "off"), default="on", help="server.warm_documents")
     p.add_argument("--out", default="bench-out/server.json")
 
 

@@ -30,6 +30,9 @@ class Server:
         self.warms_up = warms_up
         self.settle_s = 0.0
         self.versions: dict[str, int] = {}
+        #: documents the server logged it warmed (server.warm_documents), in order
+        self.warmed_uris: list[str] = []
+        self.warm_logged = asyncio.Event()
 
     async def start(self) -> None:
         """Start, initialize, and wait until it has loaded the model and index."""
@@ -42,6 +45,9 @@ class Server:
         def on_log(params: lsp.LogMessageParams) -> None:
             if params.message.startswith("rest-lsp ready") or "indexing failed" in params.message:
                 self.ready.set()
+            if params.message.startswith("rest-lsp: warmed "):  # "rest-lsp: warmed URI: ..."
+                self.warmed_uris.append(params.message[len("rest-lsp: warmed "):].split(": ", 1)[0])
+                self.warm_logged.set()
             if params.message.startswith("rest-lsp: history "):  # warmed, stopped or failed
                 self.warmed.set()
                 if "failed" in params.message:
@@ -125,6 +131,25 @@ class Server:
             position=lsp.Position(line=line, character=col)))
         items = [i.insert_text for i in (result.items if result else [])]
         return time.perf_counter() - t0, items
+
+    def warm_count(self, uri: str) -> int:
+        """How many times the server logged it warmed ``uri``."""
+        return self.warmed_uris.count(uri)
+
+    async def wait_warmed(self, uri: str, before: int, timeout: float) -> float | None:
+        """Seconds until the server logs a warm-up of ``uri`` beyond the ``before`` seen; None
+        when none comes within ``timeout`` (the user's pause ends then)."""
+        t0 = time.perf_counter()
+        while self.warm_count(uri) <= before:
+            left = timeout - (time.perf_counter() - t0)
+            if left <= 0:
+                return None
+            self.warm_logged.clear()
+            try:
+                await asyncio.wait_for(self.warm_logged.wait(), left)
+            except asyncio.TimeoutError:
+                return None
+        return round(time.perf_counter() - t0, 3)
 
     async def last(self) -> dict[str, Any]:
         """The server's figures of its last completion."""

@@ -30,13 +30,13 @@ class ContextPrompt:
         self.log = log
 
     def block(self, text: str, prefix: str, uri: str, repo: str, path: str, header: str, file_header: str,
-              session: ContextSession[Block] | None) -> Block:
+              session: ContextSession[Block] | None, restart: bool = False) -> Block:
         """The context block of a prompt (``EMPTY`` when server.context is off or nothing fits).
 
         Its budget is ``server.context_tokens`` within ``prompt.context_cap``; in the model's
         repository format when the prompt has the template's header, else commented headers.
         ``session``: the completion session whose block is kept (chosen when one starts); None
-        chooses one for this prompt alone."""
+        chooses one for this prompt alone; ``restart``: a new session's block in any case."""
         server, encode = self.server, self.encode
         if server.context != "auto" or server.context_tokens <= 0 or self.store is None:
             return EMPTY
@@ -52,7 +52,7 @@ class ContextPrompt:
             return self.choose(text, prefix, uri, repo, current, fim, budget)
 
         key = (budget, fim.name if fim is not None else None, repo, id(self.store))
-        return session.block_for(uri, prefix, key, choose) if session is not None else choose()
+        return session.block_for(uri, prefix, key, choose, restart) if session is not None else choose()
 
     def choose(self, text: str, prefix: str, uri: str, repo: str, current: str, fim: FimTokens | None,
                budget: int) -> Block:

@@ -85,3 +85,13 @@ class Figures:
             "tokens_per_step": round(statistics.fmean(self.tokens_per_step), 3) if self.tokens_per_step else None,
             "draft_acceptance_rate": round(self.accepted_drafts / self.drafted, 3) if self.drafted else None,
         }
+
+
+def last_figures(outcome: Outcome, prompt: Any, template: Any, context: Any, healed: str) -> dict[str, Any]:
+    """What ``rest-lsp.status`` shows of the last completion: its outcome's stats, the prompt's
+    parts (``completion.prompt.Prompt``), the template's name, the context block's files."""
+    return {"request_id": outcome.request_id, "latency_ms": round(outcome.latency_s * 1000, 2),
+            "prompt_tokens": len(prompt.ids), "fim": prompt.fim, "framing": prompt.framing, "template": template.name if template else None,
+            "header_tokens": prompt.header_tokens, "context_tokens": prompt.context_tokens,
+            "context_files": sorted({s.path for s in context.snippets}) if prompt.context_tokens else [],
+            "healed": healed, **outcome.stats}

@@ -69,6 +69,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, (MemoryError, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
 
 
+def out_of_memory(exc: BaseException, device: Any) -> Exception:
+    """The ``ModelError`` a completion that ran out of memory on ``device`` raises: what to lower."""
+    from rest_lsp.errors import ModelError
+
+    return ModelError(f"out of memory on {device} while completing: lower decoding.max_new_tokens or "
+                      f"decoding.draft_budget, or set model.device = \"cpu\" ({exc})", device=str(device))
+
+
 def release_memory() -> None:
     """Give cached accelerator memory back after an out-of-memory error."""
     import torch

@@ -28,6 +28,9 @@ def status_of(service: CompletionService) -> dict[str, Any]:
         out.update(service.drafting.stats())
     out["context"] = {"setting": service.config.server.context, "last_block": service.last_context.describe(),
                       "sessions": service.context_session.started, "reused": service.context_session.reused}
+    out["prompt"] = {"instruct": service.chat is not None,  # new function bodies asked in chat form
+                     "warm_documents": {"on": service.config.server.warm_documents,
+                                        "done": service.warmer.done, "stopped": service.warmer.stopped}}
     out["accepted_by_source"] = dict(service.figures.accepted_by_source)  # draft tokens, all requests
     out["requests"] = service.figures.to_dict()  # last: what an output panel shows first is its end
     return out

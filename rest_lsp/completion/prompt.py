@@ -23,6 +23,12 @@ HEADER_SHARE = 0.25
 #: share of the token budget always left to the file's own text (prefix and suffix): the context
 #: block (``PromptContext``) never pushes the cursor's prefix below it
 FILE_FLOOR_SHARE = 0.5
+#: a document's previous window start is kept while the prefix from it fills this share of its
+#: budget (``fit_prefix``); the warm-up starts a window this far above the cursor: ``WARM_LEAD``
+KEEP_FILL = 0.25
+#: the share of the prefix's budget the document warm-up puts above the cursor (the rest of the
+#: window lies below it, where the user may go next)
+WARM_LEAD = 0.5
 #: the FIM tokens a prompt may hold (prefix, suffix, middle)
 FIM_TOKENS = 3
 
@@ -45,6 +51,13 @@ class Prompt:
     healed_text: str = ""
     #: tokens of the context block (0: none)
     context_tokens: int = 0
+    #: where the prefix's tokens begin in ``ids`` (None: after the suffix, a suffix-first layout)
+    prefix_at: int | None = None
+    #: the most tokens the prefix could take in this prompt (its share of the budget)
+    prefix_budget: int = 0
+    #: "file": the file's own text (prefix, or FIM); "instruct": a chat asking for a function's
+    #: body (``completion.instruct``)
+    framing: str = "file"
 
 
 @dataclass(frozen=True)
@@ -85,8 +98,16 @@ def visible(generated: str, removed: str) -> str | None:
     return None
 
 
-def fit_prefix(prefix: str, encode: Encode, budget: int) -> tuple[str, list[int]]:
-    """The longest tail of ``prefix`` starting at a stepped line start whose tokens fit ``budget``."""
+def fit_prefix(prefix: str, encode: Encode, budget: int, keep_start: int | None = None) -> tuple[str, list[int]]:
+    """The longest tail of ``prefix`` starting at a stepped line start whose tokens fit ``budget``.
+
+    ``keep_start``: the start of this document's previous window (a line start): kept while the
+    tail from it fits and fills at least ``KEEP_FILL`` of ``budget``, so that a cursor moved
+    within the window keeps the prompt's first tokens (and their cached K/V, see ``window_ids``)."""
+    if keep_start is not None and 0 < keep_start <= len(prefix) and prefix[keep_start - 1] == "\n":
+        kept = encode(prefix[keep_start:])
+        if int(budget * KEEP_FILL) <= len(kept) <= budget:
+            return prefix[keep_start:], kept
     ids = encode(prefix)
     if len(ids) <= budget:
         return prefix, ids
@@ -134,6 +155,7 @@ def build_prompt(
     token_text: Callable[[int], str] | None = None,
     max_suffix: int | None = None,
     context: PromptContext | None = None,
+    keep_start: int | None = None,
 ) -> Prompt:
     """The prompt for a completion at the cursor between ``prefix`` and ``suffix``.
 
@@ -148,16 +170,19 @@ def build_prompt(
     (within its share of the budget).  ``context``: the context block, inside the header or
     opening the file's text (see ``PromptContext``); it counts in ``budget`` and is left out
     whole when it would take more than ``context_cap`` (or belongs in a header left out).
+    ``keep_start``: the document's previous window start (see ``fit_prefix``).
     """
     head, lead = _header_ids(header, file_header, encode, budget)
     header_tokens = len(head) + len(lead)
     head, lead, block = _with_context(head, lead, header, context, encode, budget)
     use_fim = fim is not None and suffix.strip() != ""
     if not use_fim:
-        text, ids = fit_prefix(prefix, encode, max(1, budget - len(head) - len(lead)))
+        room = max(1, budget - len(head) - len(lead))
+        text, ids = fit_prefix(prefix, encode, room, keep_start)
         ids, healed, healed_text = heal_last(ids, text, token_text, keep_one=not (head or lead), encode=encode)
         return Prompt(ids=[*head, *lead, *ids], prefix_text=text, suffix_text="", fim=False,
-                      header_tokens=header_tokens, healed=healed, healed_text=healed_text, context_tokens=block)
+                      header_tokens=header_tokens, healed=healed, healed_text=healed_text, context_tokens=block,
+                      prefix_at=len(head) + len(lead), prefix_budget=room)
     assert fim is not None
     middle = [] if fim.middle is None else [fim.middle]
     inner = max(1, budget - 2 - len(middle) - len(head) - len(lead))
@@ -165,14 +190,47 @@ def build_prompt(
     if max_suffix is not None:
         suffix_budget = min(suffix_budget, max_suffix)
     suffix_text, suffix_ids = fit_suffix(suffix, encode, suffix_budget)
-    prefix_text, prefix_ids = fit_prefix(prefix, encode, inner - len(suffix_ids))
+    room = inner - len(suffix_ids)
+    prefix_text, prefix_ids = fit_prefix(prefix, encode, room, keep_start)
     prefix_ids, healed, healed_text = heal_last(prefix_ids, prefix_text, token_text, keep_one=False, encode=encode)
     if fim.suffix_first:
         body = [fim.suffix, *suffix_ids, fim.prefix, *lead, *prefix_ids, *middle]
     else:
         body = [fim.prefix, *lead, *prefix_ids, fim.suffix, *suffix_ids, *middle]
     return Prompt(ids=[*head, *body], prefix_text=prefix_text, suffix_text=suffix_text, fim=True,
-                  header_tokens=header_tokens, healed=healed, healed_text=healed_text, context_tokens=block)
+                  header_tokens=header_tokens, healed=healed, healed_text=healed_text, context_tokens=block,
+                  prefix_at=None if fim.suffix_first else len(head) + 1 + len(lead), prefix_budget=room)
+
+
+def window_ids(prompt: Prompt, following: str, encode: Encode) -> list[int]:
+    """The tokens a request anywhere in ``prompt``'s window will most likely begin with: the
+    prompt up to its prefix, then the window's text (``prompt.prefix_text``) continued by whole
+    lines of ``following`` (the document after the cursor) as far as the prefix's budget allows.
+
+    A request whose cursor lies in that text, with the same header, block and window start,
+    shares these tokens up to its cursor (give or take the last one or two, which the tokenizer
+    merges across the cut), so its K/V there can be prefilled ahead (``Engine.warm``).  Empty
+    for a suffix-first layout, whose prompt begins with the suffix (it moves with the cursor)."""
+    if prompt.prefix_at is None:
+        return []
+    lines = following.splitlines(keepends=True)
+    budget = prompt.prefix_budget
+
+    def ids_with(n: int) -> list[int]:
+        return encode(prompt.prefix_text + "".join(lines[:n]))
+
+    best = ids_with(0)
+    if len(best) > budget:
+        return []
+    low, high = 0, len(lines)  # the most whole lines that fit: a binary search over encodings
+    while low < high:
+        mid = (low + high + 1) // 2
+        ids = ids_with(mid)
+        if len(ids) <= budget:
+            low, best = mid, ids
+        else:
+            high = mid - 1
+    return [*prompt.ids[: prompt.prefix_at], *best]
 
 
 def heal_last(ids: list[int], text: str, token_text: Callable[[int], str] | None,
@@ -271,6 +329,32 @@ def _with_context(head: list[int], lead: list[int], header: str, context: Prompt
         return head, [*ids, *lead], len(ids)
     at = context.header_at
     return [*encode(header[:at]), *ids, *encode(header[at:])], lead, len(ids)
+
+
+def tail_start(prefix: str, encode: Encode, budget: int) -> int:
+    """The first line start of ``prefix`` from which its tail fits ``budget`` tokens (any line,
+    not a stepped one; ``len(prefix)`` when not even the last line fits)."""
+    starts = _line_starts(prefix)
+    low, high = 0, len(starts)  # the first index whose tail fits: a binary search over encodings
+    while low < high:
+        mid = (low + high) // 2
+        if len(encode(prefix[starts[mid]:])) <= budget:
+            high = mid
+        else:
+            low = mid + 1
+    return starts[low] if low < len(starts) else len(prefix)
+
+
+def line_offset(text: str, line: int | None) -> int | None:
+    """The character offset at which 0-based ``line`` of ``text`` starts (None: no such line)."""
+    if line is None or line < 0:
+        return None
+    at = 0
+    for _ in range(line):
+        at = text.find("\n", at) + 1
+        if at == 0:
+            return None
+    return at
 
 
 def _line_starts(text: str) -> list[int]:

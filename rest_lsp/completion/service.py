@@ -16,19 +16,22 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rest_lsp.completion.context import EMPTY, Block
-from rest_lsp.completion.context_prompt import ContextPrompt
+from rest_lsp.completion import request_prompt
 from rest_lsp.completion.context_session import ContextSession
 from rest_lsp.completion.detokenizer import IncrementalText
-from rest_lsp.completion.figures import Figures, Outcome
-from rest_lsp.completion.health import Progress, check_tokenizer_fits, is_out_of_memory, open_verified, release_memory
+from rest_lsp.completion.document_warm import DocumentWarmer, warm_document
+from rest_lsp.completion.figures import Figures, Outcome, last_figures
+from rest_lsp.completion.health import (Progress, check_tokenizer_fits, is_out_of_memory, open_verified,
+                                        out_of_memory, release_memory)
 from rest_lsp.completion.inspection import query_of, status_of
 from rest_lsp.completion.items import candidates_of
 from rest_lsp.completion.fim import FimTokens, choose
-from rest_lsp.completion.prompt import Prompt, build_prompt, split_at, visible
-from rest_lsp.completion.stops import Cursor, cursor_of, cut, finish
-from rest_lsp.completion.uris import folder_of, path_of_uri, repo_and_path
+from rest_lsp.completion.instruct import chat_renderer, instruct_model, model_names
+from rest_lsp.completion.prompt import Prompt, visible
+from rest_lsp.completion.stops import Cursor, cut, finish
+from rest_lsp.completion.uris import buffer_refused
 from rest_lsp.config.schema import Config
-from rest_lsp.errors import Cancelled, ConfigError, DecodingError, ModelError
+from rest_lsp.errors import Cancelled, ConfigError, DecodingError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ class CompletionService:
         self.extensions = None  # rest_lsp.completion.healing.TokenExtensions (token healing)
         #: the template when fill-in-the-middle prompts are on (server.fim), else None
         self.fim: FimTokens | None = None
+        #: the model's chat template when new function bodies are asked in chat form
+        #: (server.instruct, completion/instruct.py), else None
+        self.chat = None
         self.figures = Figures()
         self.state = "starting"
         self.last_refresh: float | None = None
@@ -58,6 +64,10 @@ class CompletionService:
         self.last_request_at = 0.0
         #: the context block of the current completion session (server.context; docs/server.md)
         self.context_session: ContextSession[Block] = ContextSession()
+        #: prefills a document's next prompt while idle (server.warm_documents, document_warm)
+        self.warmer = DocumentWarmer(lambda *args: warm_document(self, *args))
+        #: the line each document's prompt window started at (kept while it fits: KV reuse)
+        self._windows: dict[str, int] = {}
         #: the context block of the last prompt
         self.last_context: Block = EMPTY
         self._ready = threading.Event()
@@ -133,6 +143,8 @@ class CompletionService:
         engine.eos_ids = frozenset(loaded.eos_token_ids) | (template.stop_ids if template else frozenset())
         self.template = template
         self.fim = template if server.fim in ("auto", "on") else None
+        wanted = server.instruct == "on" or (server.instruct == "auto" and instruct_model(model_names(loaded)))
+        self.chat = chat_renderer(loaded.tokenizer) if wanted else None
         if template is None:
             if server.fim == "on":
                 self._log("rest-lsp: server.fim is on but the model has no FIM tokens; using prefix prompts")
@@ -197,7 +209,7 @@ class CompletionService:
         if self.engine is not None:
             self.engine.decoding = config.decoding  # the engine resets its budget policy
             s, o = config.server, old.server
-            if (s.fim, s.fim_template) != (o.fim, o.fim_template) and self.loaded is not None:
+            if (s.fim, s.fim_template, s.instruct) != (o.fim, o.fim_template, o.instruct) and self.loaded is not None:
                 self._use_template(self.loaded, self.engine)
         reload = config.model != old.model or self.state == "failed"
         if reload:
@@ -206,36 +218,24 @@ class CompletionService:
             self._log("rest-lsp: index settings changed; they apply at the next reindex")
         return reload
 
+    def log(self, message: str) -> None:
+        """One line to the user's log (the server's window/logMessage)."""
+        self._log(message)
+
     def close(self) -> None:
-        """Stop the watcher (and save the history source)."""
+        """Stop the warm-up and the watcher (and save the history source)."""
+        self.warmer.close()
         if self.drafting is not None:
             self.drafting.close()
         if self.store is not None:
             self.store.close()
 
     # ----- buffers and files --------------------------------------------------------------
-    def buffer_refused(self, uri: str) -> str | None:
-        """Why a buffer must stay out of the live tier (None: it may enter).
-
-        The workspace's rules apply to open buffers too: a secret (``index.secret_globs``), a
-        git-ignored or excluded file, or a file outside every workspace folder never enters any
-        tier.  Buffers that are not files (``untitled:``) are what the user is typing: they enter.
-        """
-        from indexer.building import sources
-
-        path = path_of_uri(uri)
-        if path is None:
-            return None
-        rules = sources.Rules.from_config(self.config.index)
-        root = folder_of(path, self.folders)
-        if self.folders and root is None:
-            return "outside the workspace folders"
-        skip = sources.pattern_skip(path, root or os.path.dirname(path), rules)
-        return skip.reason if skip is not None else None
-
     def update_buffer(self, uri: str, text: str) -> None:
-        """An editor buffer changed: it feeds the live tier (once the index is open)."""
-        reason = self.buffer_refused(uri)
+        """An editor buffer changed: it feeds the live tier (once the index is open) and is warmed."""
+        if self.config.server.warm_documents:
+            self.warmer.touch(uri, text)
+        reason = buffer_refused(uri, self.folders, self.config.index)
         if reason is not None:
             log.info("buffer %s stays out of the live tier: %s", uri, reason)
             return
@@ -252,6 +252,8 @@ class CompletionService:
 
     def drop_buffer(self, uri: str) -> None:
         """An editor buffer closed."""
+        self.warmer.forget(uri)
+        self.keep_window(uri, None)
         with self._buffers_lock:
             self._buffers.pop(uri, None)
         if self.store is not None:
@@ -274,40 +276,21 @@ class CompletionService:
             self._open_index(lambda *a: None)
 
     # ----- completion ---------------------------------------------------------------------
-    def prompt_for(self, text: str, offset: int, uri: str = "", session: bool = True) -> tuple[Prompt, Cursor, str]:
-        """The prompt, the cursor, and the text of the prefix's last token, taken back from the
-        prompt for the model to write again (token healing, see ``prompt.heal_last``).
+    def prompt_for(self, text: str, offset: int, uri: str = "", session: bool = True,
+                   restart: bool = False) -> tuple[Prompt, Cursor, str]:
+        """The prompt, the cursor, and the healed text of one request (``request_prompt.prompt_for``)."""
+        return request_prompt.prompt_for(self, text, offset, uri, session, restart)
 
-        ``uri`` names the document: its workspace folder and path make the repository header,
-        and it is the one file the context block never quotes.  ``session``: the block is the
-        completion session's (chosen when one starts, then kept: ``context_session``); False
-        chooses one for this prompt alone and leaves the session as it is (the history warm-up)."""
-        prefix, suffix = split_at(text, offset)
-        tok = self.loaded.tokenizer
+    def keep_window(self, uri: str, line: int | None) -> None:
+        """Start ``uri``'s next prompt window at ``line`` while it fits (None: forget it)."""
+        if line is None:
+            self._windows.pop(uri, None)
+        else:
+            self._windows[uri] = line
 
-        def encode(s: str) -> list[int]:
-            return tok.encode(s, add_special_tokens=False) if s else []
-
-        header, file_header = "", ""
-        repo, path = repo_and_path(uri, self.folders)
-        if self.template is not None and self.config.server.repo_header == "auto" and repo and path:
-            header, file_header = self.template.headers(repo, path)
-        chooser = ContextPrompt(self.store, self.config.server, self.template, encode, self._log)
-        block = chooser.block(text, prefix, uri, repo, path, header, file_header,
-                              self.context_session if session else None)
-        if session:  # what the status shows: the block of the user's requests
-            self.last_context = block
-        prompt = build_prompt(prefix, suffix, encode, self.config.server.max_prompt_tokens, self.fim,
-                              header=header, file_header=file_header, token_text=self._token_text,
-                              max_suffix=self.config.server.max_suffix_tokens, context=block.prompt_context())
-        if not prompt.ids:  # an empty document: start from the end-of-text token
-            eos = sorted(self.loaded.eos_token_ids)
-            prompt = Prompt(ids=eos[:1], prefix_text="", suffix_text="", fim=False)
-        return prompt, cursor_of(prefix, suffix, self.config.decoding.stop), prompt.healed_text
-
-    def _token_text(self, token: int) -> str:
-        """One token's text (as it appears in the document)."""
-        return self.loaded.tokenizer.decode([token])
+    def window_line(self, uri: str) -> int | None:
+        """The line ``uri``'s last prompt window started at (None: none kept)."""
+        return self._windows.get(uri)
 
     def complete(
         self,
@@ -324,6 +307,15 @@ class CompletionService:
         started = time.perf_counter()
         self.figures.requests += 1
         self.last_request_at = time.monotonic()
+        self.warmer.busy()  # a warm-up in progress yields; none starts before ``idle``
+        try:
+            return self._complete(text, offset, uri, invoked, should_stop, request_id, started)
+        finally:
+            self.warmer.idle()
+
+    def _complete(self, text: str, offset: int, uri: str, invoked: bool, should_stop: Callable[[], bool] | None,
+                  request_id: int, started: float) -> Outcome:
+        """``complete`` once the request is counted."""
         prompt, cursor, removed = self.prompt_for(text, offset, uri)
         # the stop rule reads the output after every token: decoded incrementally, not whole
         detokenizer = IncrementalText(self.loaded.tokenizer)
@@ -348,11 +340,7 @@ class CompletionService:
             self.figures.failed += 1
             if is_out_of_memory(exc):
                 release_memory()
-                device = self.loaded.device
-                raise ModelError(
-                    f"out of memory on {device} while completing: lower decoding.max_new_tokens or "
-                    f"decoding.draft_budget, or set model.device = \"cpu\" ({exc})", device=str(device)
-                ) from exc
+                raise out_of_memory(exc, self.loaded.device) from exc
             raise
         stats = generation.stats
         if stats.stop_reason == "cancelled":
@@ -365,14 +353,10 @@ class CompletionService:
         self.figures.record(stats, latency)
         if self.drafting is not None:
             self.drafting.completed(request_id, generation.tokens)
+        if uri and self.config.server.warm_documents:  # an editor's document (not a one-off)
+            self.warmer.touch(uri, text, offset)
         outcome = Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
-        self.last = {"request_id": request_id, "latency_ms": round(latency * 1000, 2),
-                     "prompt_tokens": len(prompt.ids), "fim": prompt.fim,
-                     "template": self.template.name if self.template else None,
-                     "header_tokens": prompt.header_tokens, "context_tokens": prompt.context_tokens,
-                     "context_files": sorted({s.path for s in self.last_context.snippets})
-                     if prompt.context_tokens else [],
-                     "healed": removed, **outcome.stats}
+        self.last = last_figures(outcome, prompt, self.template, self.last_context, removed)
         return outcome
 
     def record_accepted(self, args: Any) -> None:

@@ -22,6 +22,7 @@ _CHOICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("server", "fim_template", ("auto", *TEMPLATE_NAMES)),
     ("server", "repo_header", ("auto", "off")),
     ("server", "context", ("auto", "off")),
+    ("server", "instruct", ("auto", "on", "off")),
 )
 
 

@@ -97,6 +97,16 @@ class ServerConfig:
     #: always keeps half of it; 0: no block); 128 by measurement: on the 0.5B model a block of 384
     #: completed no better and cost more prefill (BENCHMARKS.md, session 12)
     context_tokens: int = 128
+    #: "auto": a function body begun after its docstring is asked of an instruct
+    #: model in its chat form (completion/instruct.py; on the 0.5B model HumanEval pass@1 rose by
+    #: measurement, BENCHMARKS.md); "on" for any model with a chat template; "off"
+    instruct: str = "auto"
+    #: prefill the prompt of a document's next completion while the daemon is idle (after an
+    #: edit, an open or a completion), so that a request anywhere in the prompt's window reuses
+    #: the K/V up to its cursor; the context block is then kept per document and chosen afresh
+    #: by this warm-up (docs/server.md).  On a CPU it turns a new position's multi-second
+    #: prefill into the suffix's
+    warm_documents: bool = True
     #: completion items returned for an explicit (invoked) request, for cycling
     max_items: int = 3
     #: seconds a completion request that arrives while the model or index is still loading waits

@@ -25,6 +25,8 @@ from rest_lsp.engine.stats import Generation, GenerationStats
 from rest_lsp.errors import DecodingError
 
 MODES = ("rest", "greedy")
+#: prefill chunk of ``Engine.warm``: a request that arrives waits at most one chunk's forward
+WARM_CHUNK = 32
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -217,7 +219,30 @@ class Engine:
             stats.stop_reason = "length"
         return Generation(tuple(tokens), stats)
 
-    def _prefill(self, prompt: list[int], stats: GenerationStats, should_stop: ShouldStopFn | None) -> None:
+    def warm(self, prompt_ids: Sequence[int], should_stop: ShouldStopFn | None = None) -> GenerationStats:
+        """Prefill the cache with ``prompt_ids`` ahead of a request that will begin with them (the
+        daemon's idle work, ``completion.document_warm``); nothing is decoded.
+
+        Reuses the cached common prefix like a request; prefills in chunks of ``WARM_CHUNK``
+        tokens and stops between two when ``should_stop()`` says so (a request came): what was
+        prefilled stays cached.  The stats say how many tokens were reused and prefilled."""
+        ids = [int(t) for t in prompt_ids]
+        stats = GenerationStats(mode="warm", prompt_tokens=len(ids))
+        if not ids or not self.decoding.kv_reuse:
+            return stats
+        with self._lock:
+            try:
+                # _prefill holds prompt[:-1]: a sentinel makes it hold all of ``ids``
+                self._prefill([*ids, 0], stats, should_stop, chunk=WARM_CHUNK)
+            except BaseException:
+                self._cache = kv_cache.new_cache(self.model)
+                self._cached_ids = []
+                raise
+        stats.prompt_tokens = len(ids)
+        return stats
+
+    def _prefill(self, prompt: list[int], stats: GenerationStats, should_stop: ShouldStopFn | None,
+                 chunk: int = 256) -> None:
         """Bring the cache to hold ``prompt[:-1]``, reusing the previous request's common prefix."""
         t0 = time.perf_counter()
         keep = common_prefix_len(self._cached_ids, prompt[:-1]) if self.decoding.kv_reuse else 0
@@ -234,7 +259,6 @@ class Engine:
                 window=self.window,
             )
         rest = prompt[keep:-1]
-        chunk = 256
         for i in range(0, len(rest), chunk):
             if should_stop is not None and should_stop():
                 stats.stop_reason = "cancelled"

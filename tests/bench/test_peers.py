@@ -36,7 +36,7 @@ def test_summary_rates_decoding_after_the_first_token_and_compares_with_the_firs
 
 
 def test_server_report_shows_prefilled_tokens_of_first_requests_and_keystrokes():
-    from rest_lsp.bench.server import table as server_table
+    from rest_lsp.bench.server_table import table as server_table
 
     record = {
         "latency_ms": {"rest": {"p50": 300, "p95": 900}, "greedy": {"p50": 310, "p95": 950}},

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer_fixtures import make_workspace
+from service_testing import started_service
 from rest_lsp.engine.engine import common_prefix_len
 
 GEOMETRY = '''import math
@@ -73,27 +73,15 @@ SUFFIX = "\n\n\ndef smaller(v):\n    return scale_vector(v, 0.5)\n"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    from rest_lsp.completion.service import CompletionService
-    from rest_lsp.config.schema import Config
-
-    tmp = tmp_path_factory.mktemp("context")
-    ws = make_workspace(tmp / "proj", {
+    files = {
         "geometry.py": GEOMETRY, "shapes.py": SHAPES, ".env": SECRET, "generated.py": IGNORED,
         ".gitignore": "generated.py\n",
         "cur.py": CURRENT.replace("def bigger", "def the_copy_on_disk"),  # the current file's saved copy
-    })
-    corpus = make_workspace(tmp / "corpus", {"c.py": "x = 1\n"})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
-        config, problems = Config.from_dict({
-            "model": {"threads": 1}, "index": {"corpus_roots": [str(corpus)], "index_dir": str(tmp / "index")},
-            "retrieval": {"history_warmup": 0, "history_tokens": 0}, "decoding": {"max_new_tokens": 24},
-        })
-        assert not problems
-        svc = CompletionService(config, [str(ws)])
-        svc.start()
+    }
+    # no background prefill between a test's steps (test_document_warm tests it)
+    with started_service(tmp_path_factory.mktemp("context"), files, decoding={"max_new_tokens": 24},
+                         server={"warm_documents": False}) as svc:
         yield svc
-        svc.close()
 
 
 def uri_of(service, rel: str) -> str:
@@ -168,6 +156,7 @@ def test_secrets_and_ignored_files_never_enter_a_block(service):
 
 def test_the_block_is_kept_while_typing_on_so_the_prompt_tokens_are(service):
     service.context_session.reset()
+    service.config.server.warm_documents = True  # the default; prompt_for alone starts no warm-up
     uri = uri_of(service, "cur.py")
     first_text = CURRENT + SUFFIX
     offset = len(CURRENT)
@@ -184,9 +173,18 @@ def test_the_block_is_kept_while_typing_on_so_the_prompt_tokens_are(service):
     prefix_tokens = first.ids.index(service.fim.suffix) - head
     assert second.ids[:head] == first.ids[:head] and prefix_tokens > 50
     assert common_prefix_len(first.ids, second.ids) >= head + prefix_tokens - 2
-    # a new line starts a new session: the block is chosen again
-    started = service.context_session.started
+    # with the document warm-up (the default) a session is the document: a new line keeps the
+    # block, and the warm-up's prompt (restart) chooses it again
     newline = typed[:offset + 1] + "\n    " + typed[offset + 1:]
+    started = service.context_session.started
+    service.prompt_for(newline, offset + 6, uri)
+    assert service.context_session.started == started
+    service.prompt_for(newline, offset + 6, uri, restart=True)
+    assert service.context_session.started == started + 1
+    # without it, a new line starts a new session: the block is chosen again
+    service.config.server.warm_documents = False
+    service.prompt_for(typed, offset + 1, uri)
+    started = service.context_session.started
     service.prompt_for(newline, offset + 6, uri)
     assert service.context_session.started == started + 1
 

@@ -57,6 +57,31 @@ def test_kv_reuse_gives_cold_start_outputs(model):
     assert warm.complete(base + list(gen.tokens[:8]), 4).stats.reused_tokens == len(base) + 7
 
 
+def test_warm_prefills_ahead_and_a_request_then_reuses_it(model):
+    rng = random.Random(4)
+    prompt = rand_prompt(rng, 90)
+    engine = Engine(model, eos_ids=(), drafter=ContextSuffixDrafter())
+    warmed = engine.warm(prompt[:70])
+    assert (warmed.prefill_tokens, warmed.reused_tokens) == (70, 0)
+    assert engine.warm(prompt[:75]).reused_tokens == 70  # a warm reuses like a request
+    gen = engine.complete(prompt, 10, budget=4)
+    assert gen.stats.reused_tokens == 75 and gen.stats.prefill_tokens == len(prompt) - 1 - 75
+    assert gen.tokens == tuple(reference_greedy(model, prompt, 10))
+
+
+def test_warm_stops_between_chunks_and_keeps_what_it_prefilled(model):
+    from rest_lsp.engine.engine import WARM_CHUNK
+
+    prompt = rand_prompt(random.Random(5), 3 * WARM_CHUNK)
+    engine = Engine(model, eos_ids=(), drafter=ContextSuffixDrafter())
+    asked = []
+    stats = engine.warm(prompt, should_stop=lambda: asked.append(1) or len(asked) > 1)  # a request after one chunk
+    assert stats.prefill_tokens == WARM_CHUNK and stats.stop_reason == "cancelled"
+    gen = engine.complete(prompt, 6, mode="greedy")
+    assert gen.stats.reused_tokens == WARM_CHUNK
+    assert gen.tokens == tuple(reference_greedy(model, prompt, 6))
+
+
 def test_kv_reuse_off_prefills_everything(model):
     engine = Engine(model, DecodingConfig(kv_reuse=False), eos_ids=())
     prompt = list(range(20))

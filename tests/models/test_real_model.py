@@ -145,6 +145,23 @@ def test_fim_fills_the_middle_without_repeating_the_suffix(service):
     assert "print(area" not in completion, completion
 
 
+def test_a_new_function_body_is_asked_in_chat_form_and_works(service):
+    prompt = 'def is_palindrome(s: str) -> bool:\n    """Whether s reads the same backwards."""\n'
+    items = {}
+    for mode in ("greedy", "rest"):
+        service.config.decoding.mode = mode
+        service.engine.reset()
+        items[mode] = service.complete(prompt, len(prompt)).items
+        assert service.last["framing"] == "instruct"
+    service.config.decoding.mode = "rest"
+    assert items["rest"] == items["greedy"] and items["greedy"], items
+    completion = items["greedy"][0]
+    assert "```" not in completion and "<|" not in completion, completion
+    scope: dict = {}
+    exec(prompt + completion, scope)  # noqa: S102 - the model's code, run as HumanEval runs it
+    assert scope["is_palindrome"]("abba") and not scope["is_palindrome"]("ab")
+
+
 # --- through the daemon ------------------------------------------------------------------------
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
