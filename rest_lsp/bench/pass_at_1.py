@@ -38,6 +38,8 @@ class Sample:
     latency_s: float
     steps: int
     prompt_tokens: int
+    #: the prompt's framing: "file", or "instruct" (a new function body asked in chat form)
+    framing: str = "file"
 
 
 def complete_problem(service: Any, problem: dict[str, Any], mode: str, timeout: float) -> Sample:
@@ -65,7 +67,8 @@ def complete_problem(service: Any, problem: dict[str, Any], mode: str, timeout: 
     checked = check_correctness(problem, completion, timeout)
     generation = captured["generation"]
     return Sample(problem["task_id"], mode, completion, list(generation.tokens), bool(checked["passed"]),
-                  str(checked["result"]), latency, generation.stats.steps, outcome.prompt_tokens)
+                  str(checked["result"]), latency, generation.stats.steps, outcome.prompt_tokens,
+                  (service.last or {}).get("framing", "file"))
 
 
 def summarize(samples: Sequence[Sample], modes: Sequence[str]) -> list[dict[str, Any]]:

@@ -170,6 +170,10 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
     # prompt tokens prefilled (not reused from the cache) by each first request and keystroke
     prefilled: dict[str, dict[str, list[int]]] = {m: {"first": [], "keystroke": []} for m in servers}
     context_tokens: dict[str, list[int]] = {m: [] for m in servers}
+    # keystrokes answered with the rest of the completion on show (server.type_through), and the
+    # latency of those decoded
+    through: dict[str, list[bool]] = {m: [] for m in servers}
+    decoded: dict[str, list[float]] = {m: [] for m in servers}
     pairs = _mode_pairs(servers)
     same = {pair: 0 for pair in pairs}
     for i, (path, offset) in enumerate(spots):
@@ -188,6 +192,9 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
             last = await s.last()
             prefilled[label]["keystroke"].append(int(last.get("prefill_tokens") or 0))
             context_tokens[label].append(int(last.get("context_tokens") or 0))
+            through[label].append(bool(last.get("type_through")))
+            if not last.get("type_through"):
+                decoded[label].append(seconds)
             if last.get("steps"):
                 tps[label].append(last["new_tokens"] / last["steps"])
             s.close(uri)  # an open buffer is a context source: no later request may quote it
@@ -213,6 +220,8 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
         "latency_ms": {m: summary_ms(v) for m, v in lat.items()},
         "cold_latency_ms": {m: summary_ms(v) for m, v in first.items()},
         "tokens_per_step": {m: round(statistics.fmean(v), 3) if v else None for m, v in tps.items()},
+        "typed_through_share": {m: round(sum(v) / len(v), 3) if v else None for m, v in through.items()},
+        "decoded_keystroke_latency_ms": {m: summary_ms(v) for m, v in decoded.items()},
         "prefilled_tokens_p50": {m: {k: statistics.median(v) if v else None for k, v in kinds.items()}
                                  for m, kinds in prefilled.items()},
         "context_tokens_p50": {m: statistics.median(v) if v else None for m, v in context_tokens.items()},

@@ -23,6 +23,11 @@ def table(r: dict[str, Any]) -> str:
               f"{r.get('cold_p50_ratio_rest_over_greedy')}); identical items: {r['identical_items_share']}",
               f"typing at {t['edits_per_s']} edits/s: last-request p95 {t['last_request_p95_ms']} ms vs idle p95 "
               f"{t['idle_p95_ms']} ms (x{t['ratio_p95']}); RSS {t['rss_mb_before']} -> {t['rss_mb_after']} MiB"]
+    shares = r.get("typed_through_share") or {}
+    for m, share in shares.items():
+        d = (r.get("decoded_keystroke_latency_ms") or {}).get(m, {})
+        lines.append(f"{m}: keystrokes typed through the suggestion {share}; the decoded ones p50 / p95 "
+                     f"{d.get('p50')} / {d.get('p95')} ms")
     blocks = {m: v for m, v in (r.get("context_tokens_p50") or {}).items() if v}
     if blocks:
         lines.append("context block tokens p50: " + ", ".join(f"{m} {v}" for m, v in blocks.items()))

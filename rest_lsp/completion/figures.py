@@ -55,6 +55,8 @@ class Figures:
     cancelled: int = 0
     failed: int = 0
     items_accepted: int = 0
+    #: keystrokes answered with the rest of the completion on show (completion/type_through.py)
+    typed_through: int = 0
     #: accepted draft tokens each source proposed, over all requests
     accepted_by_source: dict = field(default_factory=dict)
 
@@ -80,6 +82,7 @@ class Figures:
             "cancelled": self.cancelled,
             "failed": self.failed,
             "accepted_items": self.items_accepted,
+            "typed_through": self.typed_through,
             "latency_ms_p50": pct(0.5),
             "latency_ms_p95": pct(0.95),
             "tokens_per_step": round(statistics.fmean(self.tokens_per_step), 3) if self.tokens_per_step else None,
@@ -91,7 +94,8 @@ def last_figures(outcome: Outcome, prompt: Any, template: Any, context: Any, hea
     """What ``rest-lsp.status`` shows of the last completion: its outcome's stats, the prompt's
     parts (``completion.prompt.Prompt``), the template's name, the context block's files."""
     return {"request_id": outcome.request_id, "latency_ms": round(outcome.latency_s * 1000, 2),
-            "prompt_tokens": len(prompt.ids), "fim": prompt.fim, "framing": prompt.framing, "template": template.name if template else None,
+            "prompt_tokens": len(prompt.ids), "fim": prompt.fim, "framing": prompt.framing,
+            "template": template.name if template else None,
             "header_tokens": prompt.header_tokens, "context_tokens": prompt.context_tokens,
             "context_files": sorted({s.path for s in context.snippets}) if prompt.context_tokens else [],
             "healed": healed, **outcome.stats}

@@ -29,6 +29,7 @@ from rest_lsp.completion.fim import FimTokens, choose
 from rest_lsp.completion.instruct import chat_renderer, instruct_model, model_names
 from rest_lsp.completion.prompt import Prompt, visible
 from rest_lsp.completion.stops import Cursor, cut, finish
+from rest_lsp.completion.type_through import Shown, rest_after_typing
 from rest_lsp.completion.uris import buffer_refused
 from rest_lsp.config.schema import Config
 from rest_lsp.errors import Cancelled, ConfigError, DecodingError
@@ -68,6 +69,8 @@ class CompletionService:
         self.warmer = DocumentWarmer(lambda *args: warm_document(self, *args))
         #: the line each document's prompt window started at (kept while it fits: KV reuse)
         self._windows: dict[str, int] = {}
+        #: the completion last shown, which a keystroke may type through (server.type_through)
+        self._shown: Shown | None = None
         #: the context block of the last prompt
         self.last_context: Block = EMPTY
         self._ready = threading.Event()
@@ -316,6 +319,9 @@ class CompletionService:
     def _complete(self, text: str, offset: int, uri: str, invoked: bool, should_stop: Callable[[], bool] | None,
                   request_id: int, started: float) -> Outcome:
         """``complete`` once the request is counted."""
+        rest = rest_after_typing(self._shown, uri, text, offset) if self.config.server.type_through else None
+        if rest is not None and not invoked:
+            return self._typed_through(rest, uri, text, offset, request_id, started)
         prompt, cursor, removed = self.prompt_for(text, offset, uri)
         # the stop rule reads the output after every token: decoded incrementally, not whole
         detokenizer = IncrementalText(self.loaded.tokenizer)
@@ -357,6 +363,21 @@ class CompletionService:
             self.warmer.touch(uri, text, offset)
         outcome = Outcome(request_id, items, stats.to_dict(), latency, len(prompt.ids), prompt.fim)
         self.last = last_figures(outcome, prompt, self.template, self.last_context, removed)
+        self._shown = Shown(uri, text, offset, full) if uri and items else None
+        return outcome
+
+    def _typed_through(self, rest: str, uri: str, text: str, offset: int, request_id: int, started: float) -> Outcome:
+        """The outcome of a keystroke that typed the beginning of the completion on show: its rest
+        (``type_through``), decoded nothing."""
+        latency = time.perf_counter() - started
+        outcome = Outcome(request_id, [rest], {"mode": "type_through", "new_tokens": 0, "steps": 0,
+                                                "prefill_tokens": 0, "reused_tokens": 0}, latency, 0, False)
+        self.figures.typed_through += 1
+        self.last = {"request_id": request_id, "latency_ms": round(latency * 1000, 2), "type_through": True,
+                     **outcome.stats}
+        self._shown = Shown(uri, text, offset, rest)
+        if self.config.server.warm_documents:
+            self.warmer.touch(uri, text, offset)
         return outcome
 
     def record_accepted(self, args: Any) -> None:

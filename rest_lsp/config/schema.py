@@ -101,6 +101,10 @@ class ServerConfig:
     #: model in its chat form (completion/instruct.py; on the 0.5B model HumanEval pass@1 rose by
     #: measurement, BENCHMARKS.md); "on" for any model with a chat template; "off"
     instruct: str = "auto"
+    #: a keystroke that types the beginning of the completion on show is answered with its rest,
+    #: without decoding (completion/type_through.py): the rest of what the user reads, at once;
+    #: false decodes every request
+    type_through: bool = True
     #: prefill the prompt of a document's next completion while the daemon is idle (after an
     #: edit, an open or a completion), so that a request anywhere in the prompt's window reuses
     #: the K/V up to its cursor; the context block is then kept per document and chosen afresh
