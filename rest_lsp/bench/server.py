@@ -18,7 +18,9 @@ first minutes.  It reports:
   server's resident memory before and after;
 - moves (``--moves``, ``bench/server_moves.py``): the first request at a new place in a file that
   is open, after a pause in which the server may warm the document (``server.warm_documents``,
-  ``--warm-documents on|off``): latency, prefilled and reused tokens, next-line exact match.
+  ``--warm-documents on|off``): latency, prefilled and reused tokens, next-line exact match;
+- lines typed (``--lines``, ``bench/server_lines.py``): a line written again one character at a
+  time, each suggestion awaited: the keystrokes' latency and the share typed through.
 
 ``--context on,off`` starts each mode's server twice, with the prompt's context block
 (``server.context = "auto"``, the default) and without, all sent the same requests interleaved,
@@ -49,6 +51,7 @@ from rest_lsp.bench.index import cpu_name
 from rest_lsp.bench.context_settings import context_tokens_of, order_at, parse_settings, ratio, server_value
 from rest_lsp.bench.quantiles import nearest_rank
 from rest_lsp.bench.resident import rss_mb
+from rest_lsp.bench.server_lines import line_trials
 from rest_lsp.bench.server_moves import move_trials
 from rest_lsp.bench.server_process import Server
 from rest_lsp.bench.server_table import table
@@ -205,6 +208,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
                   file=sys.stderr)
     rest_labels = [m for m in labels if servers[m].options["decoding"]["mode"] == "rest"] or labels[:1]
     moves = await move_trials(args, servers, workspace, spots, line_col) if getattr(args, "moves", 0) else {}
+    lines = await line_trials(args, servers, workspace, spots, line_col) if getattr(args, "lines", 0) else {}
     reuse = {m: await kv_trials(args, servers[m], workspace, spots) for m in rest_labels}
     typing = {m: await typing_trials(args, servers[m], workspace, spots) for m in rest_labels}
     for server in servers.values():
@@ -231,6 +235,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
         "typing": typing[main_label],
         "warm_documents": getattr(args, "warm_documents", "on"),
         "moves": moves,
+        "lines": lines,
     }
     if len(rest_labels) > 1:
         out["kv_reuse_by_server"], out["typing_by_server"] = reuse, typing
@@ -356,6 +361,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--move-lines", type=int, default=20, metavar="K", help="a move goes at most K lines away")
     p.add_argument("--pause-s", type=float, default=15.0, help="the pause before a move: until the server "
                    "warmed the document, at most this long")
+    p.add_argument("--lines", type=int, default=4, metavar="N",
+                   help="lines typed again one character at a time, each suggestion awaited (bench/server_lines.py)")
+    p.add_argument("--line-chars", type=int, default=12, metavar="C", help="characters typed per line")
     p.add_argument("--warm-documents", choices=("on", "off"), default="on", help="server.warm_documents")
     p.add_argument("--out", default="bench-out/server.json")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_lsp.bench.server_lines import lines_table
 from rest_lsp.bench.server_moves import moves_table
 
 
@@ -40,4 +41,5 @@ def table(r: dict[str, Any]) -> str:
                      "(prompt / reused / prefilled tokens): " + ", ".join(
                          f"{k['prompt_tokens']}/{k['reused_tokens']}/{k['prefill_tokens']}" for k in trials))
     lines += moves_table(r.get("moves") or {})
+    lines += lines_table(r.get("lines") or {})
     return "\n".join(lines)

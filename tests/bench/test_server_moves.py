@@ -38,3 +38,12 @@ def test_the_report_has_a_row_per_server():
     assert any(line.startswith("| rest | 600.0 / 700.0 | 5000.0 / 6000.0 | 70 / 700 / 790 | 0.667 | 2/3 (3.5) |")
                for line in lines)
     assert moves_table({}) == []
+
+
+def test_the_typed_lines_report_has_a_row_per_server():
+    from rest_lsp.bench.server_lines import lines_table
+
+    lines = lines_table({"lines": 2, "chars": 12, "by_server": {"rest": {
+        "keystrokes": 20, "p50_ms": 30.0, "p95_ms": 1500.0, "typed_through": 0.6, "decoded_p50_ms": 1200.0}}})
+    assert "| rest | 20 | 30.0 / 1500.0 | 0.6 | 1200.0 |" in lines
+    assert lines_table({}) == []
