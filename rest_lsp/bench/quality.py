@@ -99,7 +99,7 @@ def _ratio_row(name: str, setting: str, on: dict[str, Any], off: dict[str, Any])
             "exact_match_ratio": ratio(on["exact_match"], off["exact_match"]),
             "edit_similarity_on": on["edit_similarity"], "edit_similarity_off": off["edit_similarity"],
             "edit_similarity_ratio": ratio(on["edit_similarity"], off["edit_similarity"]),
-                    "latency_p50_ratio": ratio(on["latency_p50_s"], off["latency_p50_s"])}
+            "latency_p50_ratio": ratio(on["latency_p50_s"], off["latency_p50_s"])}
 
 
 def ratio_table(ratios: Sequence[dict[str, Any]]) -> str:

@@ -11,3 +11,8 @@ def nearest_rank(values: Sequence[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms_at(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile (nearest rank) of seconds ``values``, in ms to 0.1; None for none."""
+    return round(nearest_rank(values, q) * 1000, 1) if values else None

@@ -20,7 +20,7 @@ from rest_lsp.bench.server_moves import without_line
 async def line_trials(args: Any, servers: dict[str, Any], workspace: Path, spots: list[tuple[Path, int]],
                       line_col) -> dict[str, Any]:
     """The typed lines over ``spots[:args.lines]`` for every server; JSON-ready results."""
-    from rest_lsp.bench.quantiles import nearest_rank
+    from rest_lsp.bench.quantiles import ms_at as ms
 
     labels = list(servers)
     seconds: dict[str, list[float]] = {m: [] for m in labels}
@@ -33,9 +33,9 @@ async def line_trials(args: Any, servers: dict[str, Any], workspace: Path, spots
         uri = (workspace / f"__line_{i}.py").as_uri()
         for label in order_at(labels, i):
             s = servers[label]
-            s.set_text(uri, text)
-            await s.complete(uri, *line_col(text, at))
             line, col = line_col(text, at)
+            s.set_text(uri, text)
+            await s.complete(uri, line, col)
             for k, ch in enumerate(typed):
                 s.insert(uri, line, col + k, ch)
                 took, _ = await s.complete(uri, line, col + k + 1)
@@ -45,9 +45,6 @@ async def line_trials(args: Any, servers: dict[str, Any], workspace: Path, spots
                 if not last.get("type_through"):
                     decoded[label].append(took)
             s.close(uri)
-
-    def ms(values: list[float], p: float) -> float | None:
-        return round(nearest_rank(values, p) * 1000, 1) if values else None
 
     return {"lines": min(args.lines, len(spots)), "chars": args.line_chars,
             "by_server": {m: {"keystrokes": len(seconds[m]),

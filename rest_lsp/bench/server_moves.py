@@ -99,10 +99,7 @@ async def move_trials(args: Any, servers: dict[str, Any], workspace: Path, spots
 
 def summary(v: dict[str, list]) -> dict[str, Any]:
     """p50/p95 latencies in ms, token medians, exact-match share, the pause the warm-up took."""
-    from rest_lsp.bench.quantiles import nearest_rank
-
-    def ms(values: list[float], p: float) -> float | None:
-        return round(nearest_rank(values, p) * 1000, 1) if values else None
+    from rest_lsp.bench.quantiles import ms_at as ms
 
     waits = [w for w in v["warm_wait_s"] if w is not None]
     return {"moved_ms": {"p50": ms(v["moved_s"], .5), "p95": ms(v["moved_s"], .95)},

@@ -52,7 +52,9 @@ class ContextPrompt:
             return self.choose(text, prefix, uri, repo, current, fim, budget)
 
         key = (budget, fim.name if fim is not None else None, repo, id(self.store))
-        return session.block_for(uri, prefix, key, choose, restart) if session is not None else choose()
+        if session is None:
+            return choose()
+        return session.block_for(uri, prefix, key, choose, restart, per_document=server.warm_documents)
 
     def choose(self, text: str, prefix: str, uri: str, repo: str, current: str, fim: FimTokens | None,
                budget: int) -> Block:

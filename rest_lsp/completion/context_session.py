@@ -67,10 +67,8 @@ class ContextSession(Generic[T]):
     Thread-safe: the server's completions and the history warm-up ask from different threads.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, per_document: bool = False) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        #: a session lasts while requests stay in one document (the warm-up restarts it)
-        self.per_document = per_document
         self._lock = threading.Lock()
         self._last: Place | None = None
         self._start: Place | None = None  # where the block was chosen
@@ -80,14 +78,16 @@ class ContextSession(Generic[T]):
         self.started = 0
         self.reused = 0
 
-    def block_for(self, uri: str, prefix: str, key: Any, choose: Callable[[], T], restart: bool = False) -> T:
+    def block_for(self, uri: str, prefix: str, key: Any, choose: Callable[[], T], restart: bool = False,
+                  per_document: bool = False) -> T:
         """The session's block when a request in ``uri`` after ``prefix`` continues it (and
         ``key``, the settings the block depends on, is the same); else ``choose()``'s, which
-        starts a new session.  ``restart``: a new session in any case (the idle warm-up's)."""
+        starts a new session.  ``restart``: a new session in any case (the idle warm-up's);
+        ``per_document``: a session lasts while requests stay in one document (the warm-up on)."""
         now = place_of(uri, prefix, self.clock())
         with self._lock:
             if (not restart and self._last is not None and self._key == key
-                    and continues(self._last, now, per_document=self.per_document)):
+                    and continues(self._last, now, per_document=per_document)):
                 self._last = now
                 self.reused += 1
                 return self._block  # type: ignore[return-value]

@@ -3,10 +3,11 @@
 Why: on a CPU the prompt dominates latency.  A request at a new place in a file (another line,
 after reading a while) would prefill its whole prompt, about 800 tokens and several seconds on
 two cores, although the user has been looking at that file all along.  So after an edit, an
-opened document or a completion, once nothing has come for ``IDLE_S``, the daemon builds the
-prompt the next completion there will most likely begin with (the context block chosen afresh
-at the last cursor place, then the window of the file's text from its start to as far as the
-budget reaches, ``prompt.window_ids``) and prefills it (``Engine.warm``).  A request anywhere in
+opened document or a completion, once no request has run or arrived for ``IDLE_S``, the daemon
+builds the prompt the next completion there will most likely begin with (the context block,
+chosen again at the last cursor place when the session's was chosen more than ``BLOCK_LINES``
+away; then the window of the file's text from its start to as far as the budget reaches,
+``prompt.window_ids``) and prefills it (``Engine.warm``).  A request anywhere in
 that window then reuses the K/V up to its cursor and prefills only its suffix.
 
 The warm-up yields: every request and every touch bumps a generation counter, and the prefill

@@ -213,24 +213,17 @@ def window_ids(prompt: Prompt, following: str, encode: Encode) -> list[int]:
     for a suffix-first layout, whose prompt begins with the suffix (it moves with the cursor)."""
     if prompt.prefix_at is None:
         return []
+    import bisect
+
     lines = following.splitlines(keepends=True)
-    budget = prompt.prefix_budget
 
     def ids_with(n: int) -> list[int]:
         return encode(prompt.prefix_text + "".join(lines[:n]))
 
-    best = ids_with(0)
-    if len(best) > budget:
-        return []
-    low, high = 0, len(lines)  # the most whole lines that fit: a binary search over encodings
-    while low < high:
-        mid = (low + high + 1) // 2
-        ids = ids_with(mid)
-        if len(ids) <= budget:
-            low, best = mid, ids
-        else:
-            high = mid - 1
-    return [*prompt.ids[: prompt.prefix_at], *best]
+    # the most whole lines that fit: the first count that does not, less one (a binary search)
+    over = bisect.bisect_left(range(len(lines) + 1), True, key=lambda n: len(ids_with(n)) > prompt.prefix_budget)
+    fitting = over - 1
+    return [*prompt.ids[: prompt.prefix_at], *ids_with(fitting)] if fitting >= 0 else []
 
 
 def heal_last(ids: list[int], text: str, token_text: Callable[[int], str] | None,
@@ -334,15 +327,12 @@ def _with_context(head: list[int], lead: list[int], header: str, context: Prompt
 def tail_start(prefix: str, encode: Encode, budget: int) -> int:
     """The first line start of ``prefix`` from which its tail fits ``budget`` tokens (any line,
     not a stepped one; ``len(prefix)`` when not even the last line fits)."""
+    import bisect
+
     starts = _line_starts(prefix)
-    low, high = 0, len(starts)  # the first index whose tail fits: a binary search over encodings
-    while low < high:
-        mid = (low + high) // 2
-        if len(encode(prefix[starts[mid]:])) <= budget:
-            high = mid
-        else:
-            low = mid + 1
-    return starts[low] if low < len(starts) else len(prefix)
+    # the first line whose tail fits (later ones fit too): a binary search over encodings
+    first = bisect.bisect_left(range(len(starts)), True, key=lambda i: len(encode(prefix[starts[i]:])) <= budget)
+    return starts[first] if first < len(starts) else len(prefix)
 
 
 def line_offset(text: str, line: int | None) -> int | None:

@@ -48,10 +48,9 @@ def prompt_for(service: Any, text: str, offset: int, uri: str = "", session: boo
     if service.template is not None and server.repo_header == "auto" and repo and path:
         header, file_header = service.template.headers(repo, path)
     chooser = ContextPrompt(service.store, server, service.template, encode, service.log)
-    service.context_session.per_document = warm = server.warm_documents
     block = chooser.block(text, prefix, uri, repo, path, header, file_header,
                           service.context_session if session else None, restart)
-    keep = line_offset(prefix, service.window_line(uri)) if session and warm else None
+    keep = line_offset(prefix, service.window_line(uri)) if session and server.warm_documents else None
     if session:  # what the status shows: the block of the user's requests
         service.last_context = block
     prompt = build_prompt(prefix, suffix, encode, server.max_prompt_tokens, service.fim, header=header,

@@ -319,8 +319,9 @@ class CompletionService:
     def _complete(self, text: str, offset: int, uri: str, invoked: bool, should_stop: Callable[[], bool] | None,
                   request_id: int, started: float) -> Outcome:
         """``complete`` once the request is counted."""
-        rest = rest_after_typing(self._shown, uri, text, offset) if self.config.server.type_through else None
-        if rest is not None and not invoked:
+        through = self.config.server.type_through and not invoked  # an invoked request wants its items
+        rest = rest_after_typing(self._shown, uri, text, offset) if through else None
+        if rest is not None:
             return self._typed_through(rest, uri, text, offset, request_id, started)
         prompt, cursor, removed = self.prompt_for(text, offset, uri)
         # the stop rule reads the output after every token: decoded incrementally, not whole

@@ -183,7 +183,7 @@ class Engine:
         with self._lock:
             start = time.perf_counter()
             try:
-                self._prefill(prompt, stats, should_stop)
+                self._prefill(prompt[:-1], stats, should_stop)
                 if stats.stop_reason:  # cancelled during prefill
                     return Generation((), stats)
                 context = list(prompt)
@@ -232,33 +232,32 @@ class Engine:
             return stats
         with self._lock:
             try:
-                # _prefill holds prompt[:-1]: a sentinel makes it hold all of ``ids``
-                self._prefill([*ids, 0], stats, should_stop, chunk=WARM_CHUNK)
+                self._prefill(ids, stats, should_stop, chunk=WARM_CHUNK)
             except BaseException:
                 self._cache = kv_cache.new_cache(self.model)
                 self._cached_ids = []
                 raise
-        stats.prompt_tokens = len(ids)
         return stats
 
-    def _prefill(self, prompt: list[int], stats: GenerationStats, should_stop: ShouldStopFn | None,
+    def _prefill(self, held: list[int], stats: GenerationStats, should_stop: ShouldStopFn | None,
                  chunk: int = 256) -> None:
-        """Bring the cache to hold ``prompt[:-1]``, reusing the previous request's common prefix."""
+        """Bring the cache to hold ``held`` (a request's prompt but its last token, which the first
+        step feeds; a warm-up's whole prompt), reusing the previous request's common prefix."""
         t0 = time.perf_counter()
-        keep = common_prefix_len(self._cached_ids, prompt[:-1]) if self.decoding.kv_reuse else 0
+        keep = common_prefix_len(self._cached_ids, held) if self.decoding.kv_reuse else 0
         if keep:
             kv_cache.crop(self._cache, keep)
         else:
             self._cache = kv_cache.new_cache(self.model)
         self._cached_ids = self._cached_ids[:keep]
         stats.reused_tokens = keep
-        if self.window is not None and len(prompt) > self.window:
+        if self.window is not None and len(held) + 1 > self.window:  # a prompt: ``held`` and one more
             raise DecodingError(
-                f"prompt of {len(prompt)} tokens exceeds the model's sliding window of {self.window}",
-                prompt_tokens=len(prompt),
+                f"prompt of {len(held) + 1} tokens exceeds the model's sliding window of {self.window}",
+                prompt_tokens=len(held) + 1,
                 window=self.window,
             )
-        rest = prompt[keep:-1]
+        rest = held[keep:]
         for i in range(0, len(rest), chunk):
             if should_stop is not None and should_stop():
                 stats.stop_reason = "cancelled"
