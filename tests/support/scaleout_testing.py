@@ -29,10 +29,27 @@ def build_index(root: Path, tokenizer, n_files: int, seed: int, min_shards: int)
     from indexer.building import partition
     from rest_lsp.config.schema import IndexConfig
 
-    cfg = IndexConfig(corpus_roots=[str(make_corpus(root / "corpus", n_files, seed=seed))])
-    report = partition.build_corpus_sharded(cfg, tokenizer, root / "index", shard_tokens=SHARD_TOKENS, sync=False)
+    corpus = make_corpus(root / "corpus", n_files, seed=seed)
+    cfg = IndexConfig(corpus_roots=[str(corpus)])
+    shard_tokens = shard_tokens_for(corpus, min_shards)
+    report = partition.build_corpus_sharded(cfg, tokenizer, root / "index", shard_tokens=shard_tokens, sync=False)
     assert len(report.shards) >= min_shards
     return root / "index", report.shards
+
+
+def shard_tokens_for(corpus: Path, min_shards: int) -> int:
+    """A shard size that cuts ``corpus`` into at least ``min_shards`` shards wherever it lies.
+
+    The cut points hash each file's stored (absolute) name, so how many shards the anchors give
+    depends on the temporary directory; the size cap (twice the target) does not: every shard but
+    the last holds less than the cap plus one file, so a cap of ``total / min_shards - largest``
+    guarantees the count.
+    """
+    from indexer.building.partition import BYTES_PER_TOKEN
+
+    sizes = [p.stat().st_size for p in corpus.rglob("*.py")]
+    cap = sum(sizes) / min_shards - max(sizes)
+    return min(SHARD_TOKENS, int(cap / 2 / BYTES_PER_TOKEN))
 
 
 def random_contexts(tokenizer, n: int, seed: int = 0) -> list[list[int]]:
