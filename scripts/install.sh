@@ -13,5 +13,13 @@ if ! command -v nvidia-smi >/dev/null 2>&1 && ! .venv/bin/python -c 'import torc
     echo "rest-lsp: installing the CPU build of torch" >&2
     .venv/bin/python -m pip install -q torch==2.13.0
 fi
+# llama.cpp's AMX kernels crash on the packaged Q4_K_M models on some Intel Xeons
+# (ggml-org/llama.cpp#20824): pip builds llama-cpp-python for this CPU without them, so that
+# rest-lsp can keep llama.cpp's repacked weights (a build with AMX loads them as in the file;
+# docs/cpu.md).  A CMAKE_ARGS of your own wins; a wheel pip cached earlier is reused as it is.
+if [ "$(uname -m)" = x86_64 ] && [ -z "${CMAKE_ARGS:-}" ]; then
+    NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    export CMAKE_ARGS="-DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$NO_AMX'"
+fi
 echo "rest-lsp: installing rest-lsp (editable) with its dev extra" >&2
 .venv/bin/python -m pip install -q -e '.[dev]'

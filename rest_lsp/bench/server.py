@@ -134,7 +134,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "index": {"exclude_globs": excludes, "index_dir": str(scratch / "index")},
         "retrieval": {"history_warmup": args.history_warmup},
         "decoding": {"max_new_tokens": args.max_new_tokens},
-        "server": {"debounce_ms": 0, "warm_documents": getattr(args, "warm_documents", "on") == "on"},
+        "server": {"debounce_ms": 0, "warm_documents": getattr(args, "warm_documents", "on") == "on",
+                   "multiline": getattr(args, "multiline", "auto")},
     }
     if args.corpus:
         base["index"]["corpus_roots"] = args.corpus
@@ -233,7 +234,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
                                   for (a, b), n in same.items()},
         "kv_reuse_after_one_char_edit": reuse[main_label],
         "typing": typing[main_label],
-        "warm_documents": getattr(args, "warm_documents", "on"),
+        "warm_documents": getattr(args, "warm_documents", "on"), "multiline": getattr(args, "multiline", "auto"),
         "moves": moves,
         "lines": lines,
     }
@@ -365,6 +366,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="lines typed again one character at a time, each suggestion awaited (bench/server_lines.py)")
     p.add_argument("--line-chars", type=int, default=12, metavar="C", help="characters typed per line")
     p.add_argument("--warm-documents", choices=("on", "off"), default="on", help="server.warm_documents")
+    p.add_argument("--multiline", choices=("auto", "always"), default="auto", help="server.multiline")
     p.add_argument("--out", default="bench-out/server.json")
 
 

@@ -39,10 +39,12 @@ def prompt_for(service: Any, text: str, offset: int, uri: str = "", session: boo
     def token_text(t: int) -> str:
         return tok.decode([t])
 
-    start = new_body_start(prefix, suffix) if service.chat is not None else None
-    if start is not None:
+    start = new_body_start(prefix, suffix)
+    # a new function body is an empty block: all of it is the completion, whatever the cursor's column
+    one_statement = server.multiline == "auto" and start is None
+    if start is not None and service.chat is not None:
         prompt = build_instruct_prompt(prefix, start, encode, server.max_prompt_tokens, service.chat, token_text)
-        return prompt, cursor_of(prefix, suffix, (*stops, FENCE)), prompt.healed_text
+        return prompt, cursor_of(prefix, suffix, (*stops, FENCE), one_statement), prompt.healed_text
     header, file_header = "", ""
     repo, path = repo_and_path(uri, service.folders)
     if service.template is not None and server.repo_header == "auto" and repo and path:
@@ -61,4 +63,4 @@ def prompt_for(service: Any, text: str, offset: int, uri: str = "", session: boo
     if not prompt.ids:  # an empty document: start from the end-of-text token
         eos = sorted(service.loaded.eos_token_ids)
         prompt = Prompt(ids=eos[:1], prefix_text="", suffix_text="", fim=False)
-    return prompt, cursor_of(prefix, suffix, stops), prompt.healed_text
+    return prompt, cursor_of(prefix, suffix, stops, one_statement), prompt.healed_text

@@ -4,6 +4,9 @@ Pure functions over text.  ``Cursor`` describes where the completion starts; ``c
 part of a generated text to show and whether generation can stop.  The rules:
 
 - single-line mode when the cursor is mid-line (non-blank text after it on the line);
+- one statement when a line is inserted into code (a blank cursor line with code of its block
+  after it, ``Cursor.inserted``): the first line, continued while its brackets stay open, or the
+  block that line opens; multi-line completions are for the end of a block and an empty one;
 - stop at the start of the text after the cursor (the rest of the line, or the next non-blank
   line when a generated line repeats it);
 - stop at the end of the block by indentation (a later line indented less than the block: the
@@ -36,18 +39,37 @@ class Cursor:
     open_brackets: str  # brackets open at the cursor, innermost last
     closed_after: int  # how many of them the text after the cursor closes
     stop_strings: tuple[str, ...] = ()  # the completion ends before the first of these
+    prev_line: str = ""  # last non-blank line before the cursor line ("" when none)
+    one_statement: bool = True  # server.multiline "auto": an inserted line completes one statement
 
     @property
     def single_line(self) -> bool:
         """True when the cursor is mid-line: complete to the end of the line only."""
         return self.line_suffix.strip() != ""
 
+    @property
+    def inserted(self) -> bool:
+        """True when the completion inserts a statement into code: the cursor's line is blank, the
+        next code is indented at least as deep as the cursor (its block goes on after it), and
+        the cursor does not begin an empty block (a header right above, nothing of its body
+        below).  As Cody and Copilot do, such a place gets one statement, not a guess at the
+        rest of the block, which the code after the cursor already holds."""
+        if not self.one_statement or self.line_prefix.strip() or self.line_suffix.strip():
+            return False
+        if not self.next_line.strip() or _indent_of(self.next_line) < _indent_of(self.line_prefix):
+            return False
+        header = _code_of(self.prev_line).rstrip()
+        return not (header.endswith(":") and _indent_of(self.next_line) <= _indent_of(self.prev_line))
 
-def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = ()) -> Cursor:
+
+def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = (), one_statement: bool = True) -> Cursor:
     """Describe the cursor between ``prefix`` and ``suffix`` (the document split at it).
 
-    ``stop_strings``: texts the completion must end before (``decoding.stop``)."""
-    line_prefix = prefix[prefix.rfind("\n") + 1:]
+    ``stop_strings``: texts the completion must end before (``decoding.stop``); ``one_statement``:
+    a line inserted into code completes one statement (``server.multiline`` "auto")."""
+    line_start = prefix.rfind("\n") + 1
+    line_prefix = prefix[line_start:]
+    prev_line = next((line for line in reversed(prefix[:line_start].splitlines()) if line.strip()), "")
     newline = suffix.find("\n")
     line_suffix = suffix if newline == -1 else suffix[:newline]
     rest = "" if newline == -1 else suffix[newline + 1:]
@@ -62,6 +84,8 @@ def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = ()) -> Cur
         open_brackets=open_brackets,
         closed_after=closed_after,
         stop_strings=tuple(s for s in stop_strings if s),
+        prev_line=prev_line,
+        one_statement=one_statement,
     )
 
 
@@ -72,6 +96,8 @@ def cut(text: str, cursor: Cursor, final: bool = False) -> tuple[str, bool]:
     complete lines; ``final`` judges every line and trims trailing blanks.
     """
     text, stop = cut_at_strings(text, cursor.stop_strings)
+    if cursor.inserted:
+        text, stop = _first_statement(text, cursor, final, stop)
     if cursor.single_line:
         newline = text.find("\n")
         if newline != -1:
@@ -126,6 +152,37 @@ def finish(text: str, cursor: Cursor, truncated: bool = False) -> str:
 def _trim(text: str) -> str:
     """Text without trailing blank lines or trailing spaces on its last line."""
     return text.rstrip(" \t\n") if text.strip() else ""
+
+
+def _first_statement(text: str, cursor: Cursor, final: bool, stop: bool) -> tuple[str, bool]:
+    """The first statement of ``text`` written on an inserted line (``Cursor.inserted``): its first
+    line, the lines after it while brackets it opened stay open, or, when it ends with a colon, the
+    block it opens (the lines indented deeper than it).  While generating, only complete lines
+    are judged, and the indentation of a line already begun."""
+    lines = text.split("\n")
+    complete = len(lines) if (final or stop) else len(lines) - 1
+    first = next((i for i in range(complete) if lines[i].strip()), None)
+    if first is None:  # no complete line with code yet
+        return text, stop
+    header = (cursor.line_prefix if first == 0 else "") + lines[first]
+    if _code_of(header).rstrip().endswith(":"):
+        level = _indent_of(header)
+        for i in range(first + 1, len(lines)):  # a line begun with code has its indentation already
+            if lines[i].strip() and _indent_of(lines[i]) <= level:
+                return "\n".join(lines[:i]), True
+        return text, stop
+    for i in range(first, complete):
+        if not _open_brackets("\n".join(lines[first: i + 1])):
+            return "\n".join(lines[: i + 1]), True
+    return text, stop
+
+
+def _code_of(line: str) -> str:
+    """``line`` without its trailing comment (strings roughly skipped)."""
+    end = 0
+    for i, _ in _code_chars(line):
+        end = i + 1
+    return line[:end]
 
 
 def _indent_of(line: str) -> int:

@@ -17,12 +17,14 @@ _CHOICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("retrieval", "dense", ("auto", "on", "off")),
     ("model", "dtype", ("auto", "float32", "bfloat16", "float16")),
     ("model", "forward", ("auto", "llama.cpp", "packed", "static", "transformers")),
+    ("model", "repack", ("auto", "on", "off")),
     ("index", "corpus_tier", ("full", "compact")),
     ("server", "fim", ("auto", "on", "off")),
     ("server", "fim_template", ("auto", *TEMPLATE_NAMES)),
     ("server", "repo_header", ("auto", "off")),
     ("server", "context", ("auto", "off")),
     ("server", "instruct", ("auto", "on", "off")),
+    ("server", "multiline", ("auto", "always")),
 )
 
 

@@ -37,6 +37,10 @@ class ModelConfig:
     #: shapes in CUDA graphs, for them on CUDA; else transformers'), "llama.cpp", "packed",
     #: "static" or "transformers"
     forward: str = "auto"
+    #: the llama.cpp forward's weights: "auto" repacks them for the CPU where the llama.cpp build
+    #: can (not with AMX kernels built in: they crash, docs/cpu.md); "on"; "off" keeps the file's
+    #: layout, which lets a verification batch hold 7 rows instead of 3 and stay exact
+    repack: str = "auto"
 
 
 @dataclass
@@ -101,6 +105,11 @@ class ServerConfig:
     #: model in its chat form (completion/instruct.py; on the 0.5B model HumanEval pass@1 rose by
     #: measurement, BENCHMARKS.md); "on" for any model with a chat template; "off"
     instruct: str = "auto"
+    #: "auto": a line inserted into code (a blank line with code of its block after it) is
+    #: completed with one statement: its line, its bracketed continuation, or the block it opens;
+    #: the end of a block, an empty block and a new function body get as many lines as the model
+    #: writes (completion/stops.py).  "always": every blank line gets a multi-line completion
+    multiline: str = "auto"
     #: a keystroke that types the beginning of the completion on show is answered with its rest,
     #: without decoding (completion/type_through.py): the rest of what the user reads, at once;
     #: false decodes every request

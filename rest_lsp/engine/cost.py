@@ -137,6 +137,7 @@ def cost_key(model: Any, extra: str = "") -> str:
         str(getattr(model, "packed", "")),
         # llama.cpp: its file, threads and row limit set the curve
         str(getattr(model, "gguf", "")), str(getattr(model, "threads", "")), str(getattr(model, "max_rows", "")),
+        str(getattr(model, "repack", "")),
         # a static (graphed) forward pads verification to these row counts: c(k) moves in steps
         str(getattr(model, "row_buckets", "")),
         extra,

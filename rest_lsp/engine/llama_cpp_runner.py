@@ -74,6 +74,28 @@ def max_verification_rows(repack: bool, environ: Any = None) -> int:
     return MAX_BATCH_ROWS if off else TILED_FREE_ROWS
 
 
+#: what llama.cpp's system info says when its CPU backend holds AMX kernels
+AMX_FEATURE = "AMX_INT8 = 1"
+
+
+def repack_choice(system_info: str) -> tuple[bool, str]:
+    """Whether llama.cpp's extra weight buffers (repacked weights, and AMX ones where built) may be
+    used with this build (``llama_print_system_info``), and why.
+
+    Why: with AMX kernels compiled in, those buffers put the Q4_K weights of the packaged models
+    into AMX tiles, and the first ``llama_decode`` crashes the process on Sapphire Rapids machines
+    (a segmentation fault, seen here with llama-cpp-python 0.3.36; ggml-org/llama.cpp#20824).  A
+    crash cannot be caught, so such a build loads the weights as they are in the file: ~25% slower
+    a step where it was measured, and never a dead daemon.  ``scripts/install.sh`` builds
+    llama.cpp without AMX, which keeps the repacked weights.
+    """
+    if AMX_FEATURE in system_info:
+        return False, ("weights not repacked: this llama.cpp build has AMX kernels, whose weight buffers "
+                       "crash on Q4_K models (ggml-org/llama.cpp#20824); rebuild it without AMX "
+                       "(scripts/install.sh does) to repack")
+    return True, "weights repacked for this CPU"
+
+
 def available() -> tuple[bool, str]:
     """Whether llama-cpp-python can be imported here, and why not."""
     try:
@@ -141,11 +163,21 @@ class LlamaCppRunner:
     def __init__(self, gguf: str | Path, config: Any, generation_config: Any = None, *,
                  threads: int = 0, context: int = DEFAULT_CONTEXT, name_or_path: str = "",
                  type_k: int = GGML_TYPE_F16, type_v: int = GGML_TYPE_Q8_0, flash_attention: bool = True,
-                 repack: bool = True) -> None:
+                 repack: bool | None = None) -> None:
         ok, why = available()
         if not ok:
             raise ModelError(why, forward="llama.cpp")
         import llama_cpp as L
+
+        safe, self.repack_reason = repack_choice(L.llama_print_system_info().decode("utf-8", "replace"))
+        if repack is None:  # the default: repacked where this build can repack safely
+            repack = safe
+        elif repack and not safe:
+            raise ModelError(self.repack_reason, forward="llama.cpp", gguf=str(gguf))
+        else:
+            self.repack_reason = "weights repacked for this CPU" if repack else "weights not repacked (asked)"
+        #: whether the weights were repacked (llama.cpp's extra buffer types)
+        self.repack = repack
 
         self._L = L
         self.gguf = str(gguf)

@@ -165,7 +165,9 @@ def load_llama_cpp(cfg: ModelConfig, resolved: Any, why: str) -> LoadedModel:
             generation = None
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
         raise ModelError(f"cannot load the tokenizer of {source!r}: {exc}", source=source) from exc
-    runner = LlamaCppRunner(resolved.gguf, config, generation, threads=cfg.threads, name_or_path=source)
+    repack = {"on": True, "off": False}.get(cfg.repack)  # None: "auto", the runner decides
+    runner = LlamaCppRunner(resolved.gguf, config, generation, threads=cfg.threads, name_or_path=source,
+                            repack=repack)
     return LoadedModel(
         model=runner,
         tokenizer=tokenizer,
@@ -175,7 +177,7 @@ def load_llama_cpp(cfg: ModelConfig, resolved: Any, why: str) -> LoadedModel:
         tokenizer_id=tokenizer_identity(tokenizer, source),
         runner=runner,
         forward="llama.cpp",
-        forward_reason=why,
+        forward_reason=f"{why}; {runner.repack_reason}",
         resolved=resolved,
     )
 

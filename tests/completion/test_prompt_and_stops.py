@@ -192,3 +192,35 @@ def test_a_completion_cut_by_the_token_limit_ends_with_its_last_complete_line():
     assert finish(text, cursor, truncated=True) == "    a, b = 0, 1"
     assert finish(text, cursor) == text  # not truncated: shown as generated
     assert finish("    return fib(n", cursor, truncated=True) == "    return fib(n"  # one line: kept
+
+
+def test_a_line_inserted_into_code_completes_one_statement():
+    doc = "def f(xs):\n    total = 0\n    |\n    return total\n"
+    assert complete(doc, "for x in xs:\n        total += x\n    print(total)\n    return total\n") == \
+        "for x in xs:\n        total += x"
+    assert complete(doc, "total += 1\n    total *= 2\n") == "total += 1"
+    # brackets the statement opens carry it over lines, to where they close
+    assert complete(doc, "total = sum(\n        xs,\n    )\n    total += 1\n") == "total = sum(\n        xs,\n    )"
+    # a first line the model leaves blank is not the statement
+    assert complete(doc, "\n    total += 1\n    total *= 2\n") == "\n    total += 1"
+
+
+def test_one_statement_is_for_inserted_lines_only():
+    tail = "x = 1\n    y = 2\n"
+    # the end of a block, and a block opened right above with nothing of it below
+    assert complete("def f():\n    a = 0\n    |\n\ndef g():\n    pass\n", tail) == "x = 1\n    y = 2"
+    assert complete("def f():\n    |\n\ndef g():\n    pass\n", tail) == "x = 1\n    y = 2"
+    # a header right above whose body goes on below: an insertion
+    assert complete("def f():\n    |\n    return 1\n", tail) == "x = 1"
+    # a comment that ends with a colon opens nothing
+    assert cursor_of("def f():\n    # note:\n    ", "\n    return 1\n").inserted
+    assert not cursor_of("def f():\n    ", "\n    return 1\n", one_statement=False).inserted
+    assert complete("f(1)\n|x\n", "y = 2\nz = 3\n") == "y = 2"  # mid-line: the single-line rule
+
+
+def test_one_statement_waits_for_complete_lines_while_streaming():
+    cursor = cursor_of("def f():\n    a = 0\n    ", "\n    return a\n")
+    assert cut("if a:\n        a", cursor) == ("if a:\n        a", False)
+    assert cut("if a:\n        a += 1\n    ret", cursor) == ("if a:\n        a += 1", True)
+    assert cut("a = g(\n        1", cursor) == ("a = g(\n        1", False)
+    assert cut("a += 1\n", cursor) == ("a += 1", True)

@@ -14,7 +14,7 @@ import pytest
 
 from real_model_testing import NAME, require_packaged_model
 from rest_lsp.engine.llama_cpp_runner import (
-    MAX_BATCH_ROWS, REPACKED_ROWS, TILED_FREE_ROWS, available, max_verification_rows,
+    MAX_BATCH_ROWS, REPACKED_ROWS, TILED_FREE_ROWS, available, max_verification_rows, repack_choice,
 )
 
 
@@ -24,6 +24,14 @@ def test_rows_that_stay_exact_follow_the_kernels_in_use():
     assert max_verification_rows(False, {"GGML_CPU_TILED_MM": "0"}) == MAX_BATCH_ROWS
     assert max_verification_rows(False, {"GGML_CPU_TILED_MM": "1"}) == TILED_FREE_ROWS
     assert max_verification_rows(True, {"GGML_CPU_TILED_MM": "0"}) == REPACKED_ROWS
+
+
+def test_a_build_with_amx_kernels_loads_the_weights_unpacked():
+    amx = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | AMX_INT8 = 1 | OPENMP = 1 | REPACK = 1 | "
+    plain = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | OPENMP = 1 | REPACK = 1 | "
+    repack, why = repack_choice(amx)
+    assert repack is False and "AMX" in why and "20824" in why
+    assert repack_choice(plain) == (True, "weights repacked for this CPU")
 
 
 def require_llama_cpp() -> None:
