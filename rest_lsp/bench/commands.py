@@ -71,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="comma-separated subset (the first is the reference of agreement)")
     pe.add_argument("--model", default="", metavar="NAME", help="model.name (a GGUF model); default: the default model")
     pe.add_argument("--threads", type=int, default=0, help="CPU threads of every method; 0 means all cores")
+    pe.add_argument("--repack", choices=("auto", "on", "off"), default="auto", help="model.repack of rest-lsp's methods")
     pe.add_argument("--out", default="bench-out/peers", metavar="DIR", help="where JSON, table and PNG go")
     pe.set_defaults(func=lambda args: __import__("rest_lsp.bench.peers", fromlist=["x"]).main(args))
     p1 = kinds.add_parser("pass1", help="HumanEval pass@1 of the completions the server shows (greedy and REST, token identity)")

@@ -300,7 +300,7 @@ def setup(args: Any) -> tuple[Any, Any, Any]:
     from rest_lsp.engine.model import load_model
     from rest_lsp.errors import ConfigError
 
-    fields = {k: getattr(args, k) for k in ("device", "dtype", "forward") if hasattr(args, k)}
+    fields = {k: getattr(args, k) for k in ("device", "dtype", "forward", "repack") if hasattr(args, k)}
     config, problems = Config.from_dict({"model": {"name": args.model, "threads": args.threads, **fields}})
     if problems:
         raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)

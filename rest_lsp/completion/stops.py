@@ -4,9 +4,11 @@ Pure functions over text.  ``Cursor`` describes where the completion starts; ``c
 part of a generated text to show and whether generation can stop.  The rules:
 
 - single-line mode when the cursor is mid-line (non-blank text after it on the line);
-- one statement when a line is inserted into code (a blank cursor line with code of its block
-  after it, ``Cursor.inserted``): the first line, continued while its brackets stay open, or the
-  block that line opens; multi-line completions are for the end of a block and an empty one;
+- one statement (``Cursor.statement_only``) where a line is being written (text before the
+  cursor, none after it, no block opener at its end) or inserted into code (a blank cursor line
+  with code of its block after it): the line, continued while its brackets stay open, or the
+  block that line opens; multi-line completions are for the end of a block, an empty block and
+  the body of a header the user wrote;
 - stop at the start of the text after the cursor (the rest of the line, or the next non-blank
   line when a generated line repeats it);
 - stop at the end of the block by indentation (a later line indented less than the block: the
@@ -40,7 +42,7 @@ class Cursor:
     closed_after: int  # how many of them the text after the cursor closes
     stop_strings: tuple[str, ...] = ()  # the completion ends before the first of these
     prev_line: str = ""  # last non-blank line before the cursor line ("" when none)
-    one_statement: bool = True  # server.multiline "auto": an inserted line completes one statement
+    one_statement: bool = True  # server.multiline "auto": see ``statement_only``
 
     @property
     def single_line(self) -> bool:
@@ -48,13 +50,26 @@ class Cursor:
         return self.line_suffix.strip() != ""
 
     @property
+    def statement_only(self) -> bool:
+        """True where the completion is one statement (``server.multiline`` "auto"): a line being
+        written (text before the cursor and none after it) that does not end with a block opener,
+        or a line inserted into code (``inserted``).  As Cody and Copilot do: the end of a block,
+        an empty block and the body of a header the user wrote get as many lines as the model
+        writes; elsewhere the user is writing a line, and the code after the cursor already holds
+        what follows."""
+        if not self.one_statement or self.line_suffix.strip():
+            return False
+        if self.line_prefix.strip():
+            return not _code_of(self.line_prefix).rstrip().endswith(":")
+        return self.inserted
+
+    @property
     def inserted(self) -> bool:
-        """True when the completion inserts a statement into code: the cursor's line is blank, the
+        """True when the completion inserts a line into code: the cursor's line is blank, the
         next code is indented at least as deep as the cursor (its block goes on after it), and
         the cursor does not begin an empty block (a header right above, nothing of its body
-        below).  As Cody and Copilot do, such a place gets one statement, not a guess at the
-        rest of the block, which the code after the cursor already holds."""
-        if not self.one_statement or self.line_prefix.strip() or self.line_suffix.strip():
+        below)."""
+        if self.line_prefix.strip() or self.line_suffix.strip():
             return False
         if not self.next_line.strip() or _indent_of(self.next_line) < _indent_of(self.line_prefix):
             return False
@@ -66,7 +81,7 @@ def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = (), one_st
     """Describe the cursor between ``prefix`` and ``suffix`` (the document split at it).
 
     ``stop_strings``: texts the completion must end before (``decoding.stop``); ``one_statement``:
-    a line inserted into code completes one statement (``server.multiline`` "auto")."""
+    complete one statement where ``Cursor.statement_only`` says so (``server.multiline`` "auto")."""
     line_start = prefix.rfind("\n") + 1
     line_prefix = prefix[line_start:]
     prev_line = next((line for line in reversed(prefix[:line_start].splitlines()) if line.strip()), "")
@@ -96,7 +111,7 @@ def cut(text: str, cursor: Cursor, final: bool = False) -> tuple[str, bool]:
     complete lines; ``final`` judges every line and trims trailing blanks.
     """
     text, stop = cut_at_strings(text, cursor.stop_strings)
-    if cursor.inserted:
+    if cursor.statement_only:
         text, stop = _first_statement(text, cursor, final, stop)
     if cursor.single_line:
         newline = text.find("\n")
@@ -155,9 +170,10 @@ def _trim(text: str) -> str:
 
 
 def _first_statement(text: str, cursor: Cursor, final: bool, stop: bool) -> tuple[str, bool]:
-    """The first statement of ``text`` written on an inserted line (``Cursor.inserted``): its first
-    line, the lines after it while brackets it opened stay open, or, when it ends with a colon, the
-    block it opens (the lines indented deeper than it).  While generating, only complete lines
+    """The first statement of ``text`` (``Cursor.statement_only``): its first line with code (the
+    cursor's line when the completion writes on it), the lines after it while brackets opened on
+    the cursor's line or in the completion stay open, or, when it ends with a colon, the block it opens (the lines indented
+    deeper than it).  While generating, only complete lines
     are judged, and the indentation of a line already begun."""
     lines = text.split("\n")
     complete = len(lines) if (final or stop) else len(lines) - 1
@@ -172,7 +188,7 @@ def _first_statement(text: str, cursor: Cursor, final: bool, stop: bool) -> tupl
                 return "\n".join(lines[:i]), True
         return text, stop
     for i in range(first, complete):
-        if not _open_brackets("\n".join(lines[first: i + 1])):
+        if not _open_brackets(cursor.line_prefix + "\n".join(lines[: i + 1])):
             return "\n".join(lines[: i + 1]), True
     return text, stop
 

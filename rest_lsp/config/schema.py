@@ -105,10 +105,11 @@ class ServerConfig:
     #: model in its chat form (completion/instruct.py; on the 0.5B model HumanEval pass@1 rose by
     #: measurement, BENCHMARKS.md); "on" for any model with a chat template; "off"
     instruct: str = "auto"
-    #: "auto": a line inserted into code (a blank line with code of its block after it) is
-    #: completed with one statement: its line, its bracketed continuation, or the block it opens;
-    #: the end of a block, an empty block and a new function body get as many lines as the model
-    #: writes (completion/stops.py).  "always": every blank line gets a multi-line completion
+    #: "auto": a line being written (text before the cursor, none after it) or inserted into code
+    #: (a blank line with code of its block after it) is completed with one statement: its line,
+    #: its bracketed continuation, or the block it opens; the end of a block, an empty block, a
+    #: header's body and a new function body get as many lines as the model writes
+    #: (completion/stops.py).  "always": every place gets as many lines as the model writes
     multiline: str = "auto"
     #: a keystroke that types the beginning of the completion on show is answered with its rest,
     #: without decoding (completion/type_through.py): the rest of what the user reads, at once;

@@ -219,3 +219,16 @@ def test_rest_decoding_of_a_prompt_with_a_block_equals_greedy(service):
         assert service.last["context_tokens"] > 0 and "geometry.py" in service.last["context_files"]
     service.config.decoding.mode = "rest"
     assert items["rest"] == items["greedy"]
+
+
+def test_the_cursor_completes_one_statement_except_at_a_new_body(service):
+    uri = uri_of(service, "cur.py")
+    head = CURRENT[: CURRENT.index("    a = hidden_rotation")]
+    for text, offset, one in [
+        (CURRENT + SUFFIX, len(CURRENT), True),  # "    return |": a line being written
+        (head + "\n" + SUFFIX, len(head), False),  # a new body after its docstring, code after it
+        (head + "    a = 1\n\n    b = 2\n", len(head) + len("    a = 1\n"), True),  # a line inserted
+    ]:
+        service.update_buffer(uri, text)
+        _, cursor, _ = service.prompt_for(text, offset, uri)
+        assert cursor.statement_only is one, text[:offset][-40:]

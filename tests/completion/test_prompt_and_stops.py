@@ -12,10 +12,10 @@ def encode_chars(text: str) -> list[int]:
     return [ord(c) for c in text]
 
 
-def complete(doc: str, generated: str) -> str:
+def complete(doc: str, generated: str, one_statement: bool = True) -> str:
     """Apply the stop rules to ``generated`` at the cursor marked by `|` in ``doc``."""
     prefix, suffix = split_at(doc.replace("|", ""), doc.index("|"))
-    return finish(generated, cursor_of(prefix, suffix))
+    return finish(generated, cursor_of(prefix, suffix, one_statement=one_statement))
 
 
 def test_prefix_fits_budget_and_starts_at_a_stepped_line():
@@ -66,8 +66,8 @@ def test_block_opener_stops_at_sibling():
 def test_unbalanced_closing_bracket_stops():
     # the `)` after the cursor already closes the call: the completion must not close it again
     assert complete("foo(|)\n", "a, b)") == "a, b"
-    # nothing after the cursor closes it: the completion may
-    assert complete("foo(|\n", "a, b)\nbar()") == "a, b)\nbar()"
+    # nothing after the cursor closes it: the completion may (and, multi-line, go on)
+    assert complete("foo(|\n", "a, b)\nbar()", one_statement=False) == "a, b)\nbar()"
     # a closer that was never opened
     assert complete("x = |\n", "1]\n") == "1"
 
@@ -214,8 +214,23 @@ def test_one_statement_is_for_inserted_lines_only():
     assert complete("def f():\n    |\n    return 1\n", tail) == "x = 1"
     # a comment that ends with a colon opens nothing
     assert cursor_of("def f():\n    # note:\n    ", "\n    return 1\n").inserted
-    assert not cursor_of("def f():\n    ", "\n    return 1\n", one_statement=False).inserted
+    assert not cursor_of("def f():\n    ", "\n    return 1\n", one_statement=False).statement_only
     assert complete("f(1)\n|x\n", "y = 2\nz = 3\n") == "y = 2"  # mid-line: the single-line rule
+
+
+def test_a_line_being_written_completes_one_statement():
+    assert complete("def f(xs):\n    total = |", "0\n    for x in xs:\n        total += x\n") == "0"
+    # brackets open on the line carry the statement over lines
+    assert complete("x = foo(|", "a,\n    b)\ny = 2\n") == "a,\n    b)"
+    assert complete("x = foo(|", "\n    a,\n    b)\ny = 2\n") == "\n    a,\n    b)"
+    # a header the completion finishes: its block
+    assert complete("def f(xs):\n    for x in x|", "s:\n        print(x)\n    return xs\n") == \
+        "s:\n        print(x)"
+    # a header the user wrote: its body, as many lines as the model writes
+    assert complete("def f(xs):|", "\n    a = 1\n    return a\n\ndef g():\n") == "\n    a = 1\n    return a"
+    # multiline = "always": the old rules
+    assert complete("def f(xs):\n    total = |", "0\n    return total\n", one_statement=False) == \
+        "0\n    return total"
 
 
 def test_one_statement_waits_for_complete_lines_while_streaming():
