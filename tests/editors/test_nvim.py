@@ -208,7 +208,7 @@ def test_accept_word_inserts_the_ghost_text_word_by_word(tmp_path, editor_model_
     report = drive_ops(tmp_path, ws, editor_model_dir, editor_corpus, ui="ghost", words=True)
     expected = editor_expected(invoked=False)[0]
     # the tiny model writes SCRIPT; the space before it is in SOURCE already
-    words = ["x", " **", " 2", "\n    ", "#", " the", " square"]
+    words = ["pow", "(", "\n        ", "x", ",", " 2", ")"]
     assert "".join(words) == expected == SCRIPT.lstrip(" "), f"the server's completion: {expected!r}"
     steps = report["word_steps"]
     assert len(steps) == len(words), json.dumps(steps, indent=1)

@@ -30,8 +30,10 @@ COL = len(SOURCE.rsplit("\n", 1)[1])  # 0-based (characters; ASCII here)
 
 
 #: what the editors' model writes after any prompt: two lines, so that an explicit request offers
-#: two distinct items to cycle through (the whole text, and its first line)
-SCRIPT = " x ** 2\n    # the square"
+#: two distinct items to cycle through (the whole text, and its first line); one statement whose
+#: bracket carries it over a line, so that the server shows both lines where a line is being
+#: written (``server.multiline`` "auto" completes one statement there)
+SCRIPT = " pow(\n        x, 2)"
 
 
 def needs_editor(missing: str | None):
