@@ -78,11 +78,31 @@ class Server:
         ))
         client.initialized(lsp.InitializedParams())
         self.client = client
-        await asyncio.wait_for(self.ready.wait(), timeout=1800)
+        await self._until(self.ready, 1800, "loaded its model and index")
         if self.warms_up:  # measured as a user's daemon runs after its first minutes: warmed up
             t0 = time.perf_counter()
-            await asyncio.wait_for(self.warmed.wait(), timeout=1800)
+            await self._until(self.warmed, 1800, "warmed its history")
             self.settle_s = time.perf_counter() - t0
+
+    async def _until(self, event: asyncio.Event, timeout: float, what: str) -> None:
+        """Wait for ``event``; a server that exits first (a crash in a native library, say) is
+        reported at once with its exit status and the end of its stderr, not after ``timeout``."""
+        from rest_lsp.errors import RestLspError
+
+        deadline = time.perf_counter() + timeout
+        while not event.is_set():
+            process = self.client._server
+            if process is not None and process.returncode is not None:
+                tail = (await process.stderr.read())[-2000:].decode("utf-8", "replace") if process.stderr else ""
+                raise RestLspError(f"server {self.name} exited with status {process.returncode} before it "
+                                   f"{what}; its stderr ends: {tail or '(nothing)'}", server=self.name,
+                                   status=process.returncode)
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"server {self.name} had not {what} after {timeout:.0f} s")
+            try:
+                await asyncio.wait_for(event.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                continue
 
     @property
     def pid(self) -> int:
