@@ -214,9 +214,11 @@ def window_ids(prompt: Prompt, following: str, encode: Encode) -> list[int]:
     if prompt.prefix_at is None:
         return []
     import bisect
+    import functools
 
     lines = following.splitlines(keepends=True)
 
+    @functools.cache  # the search probes counts; the one that fits is then returned, not encoded again
     def ids_with(n: int) -> list[int]:
         return encode(prompt.prefix_text + "".join(lines[:n]))
 

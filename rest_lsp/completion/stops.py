@@ -60,7 +60,7 @@ class Cursor:
         if not self.one_statement or self.line_suffix.strip():
             return False
         if self.line_prefix.strip():
-            return not _code_of(self.line_prefix).rstrip().endswith(":")
+            return not _opens_block(self.line_prefix)
         return self.inserted
 
     @property
@@ -73,8 +73,7 @@ class Cursor:
             return False
         if not self.next_line.strip() or _indent_of(self.next_line) < _indent_of(self.line_prefix):
             return False
-        header = _code_of(self.prev_line).rstrip()
-        return not (header.endswith(":") and _indent_of(self.next_line) <= _indent_of(self.prev_line))
+        return not (_opens_block(self.prev_line) and _indent_of(self.next_line) <= _indent_of(self.prev_line))
 
 
 def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = (), one_statement: bool = True) -> Cursor:
@@ -172,16 +171,16 @@ def _trim(text: str) -> str:
 def _first_statement(text: str, cursor: Cursor, final: bool, stop: bool) -> tuple[str, bool]:
     """The first statement of ``text`` (``Cursor.statement_only``): its first line with code (the
     cursor's line when the completion writes on it), the lines after it while brackets opened on
-    the cursor's line or in the completion stay open, or, when it ends with a colon, the block it opens (the lines indented
-    deeper than it).  While generating, only complete lines
-    are judged, and the indentation of a line already begun."""
+    the cursor's line or in the completion stay open, or, when it ends with a colon, the block it
+    opens (the lines indented deeper than it).  While generating, only complete lines are judged,
+    and the indentation of a line already begun."""
     lines = text.split("\n")
     complete = len(lines) if (final or stop) else len(lines) - 1
     first = next((i for i in range(complete) if lines[i].strip()), None)
     if first is None:  # no complete line with code yet
         return text, stop
     header = (cursor.line_prefix if first == 0 else "") + lines[first]
-    if _code_of(header).rstrip().endswith(":"):
+    if _opens_block(header):
         level = _indent_of(header)
         for i in range(first + 1, len(lines)):  # a line begun with code has its indentation already
             if lines[i].strip() and _indent_of(lines[i]) <= level:
@@ -193,12 +192,13 @@ def _first_statement(text: str, cursor: Cursor, final: bool, stop: bool) -> tupl
     return text, stop
 
 
-def _code_of(line: str) -> str:
-    """``line`` without its trailing comment (strings roughly skipped)."""
+def _opens_block(line: str) -> bool:
+    """Whether ``line``'s code (its trailing comment left out, strings roughly skipped) ends with
+    the colon of a block header."""
     end = 0
     for i, _ in _code_chars(line):
         end = i + 1
-    return line[:end]
+    return line[:end].rstrip().endswith(":")
 
 
 def _indent_of(line: str) -> int:

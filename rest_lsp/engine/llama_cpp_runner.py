@@ -86,7 +86,8 @@ def repack_choice(system_info: str) -> tuple[bool, str]:
     into AMX tiles, and the first ``llama_decode`` crashes the process on Sapphire Rapids machines
     (a segmentation fault, seen here with llama-cpp-python 0.3.36; ggml-org/llama.cpp#20824).  A
     crash cannot be caught, so such a build loads the weights as they are in the file: ~25% slower
-    a step where it was measured, and never a dead daemon.  ``scripts/install.sh`` builds
+    a step on the EPYC where that was measured, no slower on the Xeon where the crash was seen,
+    and never a dead daemon.  ``scripts/install.sh`` builds
     llama.cpp without AMX, which keeps the repacked weights.
     """
     if AMX_FEATURE in system_info:
@@ -169,15 +170,13 @@ class LlamaCppRunner:
             raise ModelError(why, forward="llama.cpp")
         import llama_cpp as L
 
-        safe, self.repack_reason = repack_choice(L.llama_print_system_info().decode("utf-8", "replace"))
-        if repack is None:  # the default: repacked where this build can repack safely
-            repack = safe
-        elif repack and not safe:
-            raise ModelError(self.repack_reason, forward="llama.cpp", gguf=str(gguf))
-        else:
-            self.repack_reason = "weights repacked for this CPU" if repack else "weights not repacked (asked)"
-        #: whether the weights were repacked (llama.cpp's extra buffer types)
-        self.repack = repack
+        safe, why = repack_choice(L.llama_print_system_info().decode("utf-8", "replace"))
+        if repack and not safe:
+            raise ModelError(why, forward="llama.cpp", gguf=str(gguf))
+        #: whether the weights were repacked (llama.cpp's extra buffer types): by default where
+        #: this build can repack safely
+        self.repack = safe if repack is None else repack
+        self.repack_reason = "weights not repacked (asked)" if repack is False else why
 
         self._L = L
         self.gguf = str(gguf)
@@ -188,13 +187,13 @@ class LlamaCppRunner:
         self.threads = threads if threads > 0 else (os.cpu_count() or 1)
         self.context = int(context)
         #: rows one verification batch may hold (see the module docstring)
-        self.max_rows = max_verification_rows(repack)
+        self.max_rows = max_verification_rows(self.repack)
         #: sequences of the context: one per leaf of the widest tree allowed
         self.branches = min(MAX_BRANCHES, self.max_rows)
         L.llama_backend_init()
         L.llama_log_set(_quiet_callback(), ctypes.c_void_p())
         mp = L.llama_model_default_params()
-        mp.use_extra_bufts = repack  # see the module docstring: it sets how many rows stay exact
+        mp.use_extra_bufts = self.repack  # see the module docstring: it sets how many rows stay exact
         self._model = L.llama_model_load_from_file(self.gguf.encode(), mp)
         if not self._model:
             raise ModelError(f"llama.cpp cannot load {self.gguf}", gguf=self.gguf)

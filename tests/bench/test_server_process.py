@@ -30,7 +30,9 @@ def test_a_server_that_exits_before_it_is_ready_is_reported_with_its_status_and_
 
 def test_a_server_that_becomes_ready_is_waited_for():
     async def scenario() -> None:
-        process = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(30)")
+        # a server that runs until its stdin closes
+        process = await asyncio.create_subprocess_exec(sys.executable, "-c", "import sys; sys.stdin.read()",
+                                                       stdin=asyncio.subprocess.PIPE)
         server = Server("rest", {}, Path("."), {})
         server.client = types.SimpleNamespace(_server=process)
         asyncio.get_running_loop().call_later(0.2, server.ready.set)
@@ -38,7 +40,7 @@ def test_a_server_that_becomes_ready_is_waited_for():
             await asyncio.wait_for(server._until(server.ready, 600, "loaded"), timeout=30)
             assert server.ready.is_set() and process.returncode is None
         finally:
-            process.kill()
-            await process.wait()
+            process.stdin.close()
+            await asyncio.wait_for(process.wait(), timeout=30)
 
     asyncio.run(scenario())
