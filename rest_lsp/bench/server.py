@@ -54,7 +54,7 @@ from rest_lsp.bench.resident import rss_mb
 from rest_lsp.bench.server_lines import line_trials
 from rest_lsp.bench.server_moves import move_trials
 from rest_lsp.bench.server_process import Server
-from rest_lsp.bench.server_table import table
+from rest_lsp.bench.server_table import keystroke_record, table
 from rest_lsp.bench.workloads import held_out_files
 from rest_lsp.config.schema import RetrievalConfig, ServerConfig
 from rest_lsp.errors import ConfigError
@@ -178,6 +178,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
     # latency of those decoded
     through: dict[str, list[bool]] = {m: [] for m in servers}
     decoded: dict[str, list[float]] = {m: [] for m in servers}
+    records: dict[str, list[dict[str, Any]]] = {m: [] for m in servers}
     pairs = _mode_pairs(servers)
     same = {pair: 0 for pair in pairs}
     for i, (path, offset) in enumerate(spots):
@@ -197,6 +198,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
             prefilled[label]["keystroke"].append(int(last.get("prefill_tokens") or 0))
             context_tokens[label].append(int(last.get("context_tokens") or 0))
             through[label].append(bool(last.get("type_through")))
+            records[label].append(keystroke_record(path, offset, seconds, last, got[label]))
             if not last.get("type_through"):
                 decoded[label].append(seconds)
             if last.get("steps"):
@@ -227,6 +229,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
         "tokens_per_step": {m: round(statistics.fmean(v), 3) if v else None for m, v in tps.items()},
         "typed_through_share": {m: round(sum(v) / len(v), 3) if v else None for m, v in through.items()},
         "decoded_keystroke_latency_ms": {m: summary_ms(v) for m, v in decoded.items()},
+        "keystroke_records": records,
         "prefilled_tokens_p50": {m: {k: statistics.median(v) if v else None for k, v in kinds.items()}
                                  for m, kinds in prefilled.items()},
         "context_tokens_p50": {m: statistics.median(v) if v else None for m, v in context_tokens.items()},

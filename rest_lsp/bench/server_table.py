@@ -8,6 +8,15 @@ from rest_lsp.bench.server_lines import lines_table
 from rest_lsp.bench.server_moves import moves_table
 
 
+def keystroke_record(path: Any, offset: int, seconds: float, last: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """One request after a keystroke, as the JSON keeps it: where, how long, what it decoded and
+    showed (so a reader sees which completions the latency figures are made of)."""
+    return {"file": str(path), "offset": offset, "latency_ms": round(seconds * 1000, 1),
+            "type_through": bool(last.get("type_through")), "new_tokens": last.get("new_tokens"),
+            "steps": last.get("steps"), "stop_reason": last.get("stop_reason"),
+            "shown": items[0] if items else ""}
+
+
 def table(r: dict[str, Any]) -> str:
     """The results as a markdown table."""
     lines = ["| mode | after a keystroke: p50 / p95 ms | first request in a document: p50 / p95 ms | tokens/step "

@@ -4,15 +4,16 @@ Pure functions over text.  ``Cursor`` describes where the completion starts; ``c
 part of a generated text to show and whether generation can stop.  The rules:
 
 - single-line mode when the cursor is mid-line (non-blank text after it on the line);
-- one statement (``Cursor.statement_only``) where a line is being written (text before the
-  cursor, none after it, no block opener at its end) or inserted into code (a blank cursor line
-  with code of its block after it): the line, continued while its brackets stay open, or the
-  block that line opens; multi-line completions are for the end of a block, an empty block and
-  the body of a header the user wrote;
+- one statement (``Cursor.statement_only``) everywhere but at the start of an empty block: the
+  line, continued while its brackets stay open, or the block that line opens; multi-line
+  completions are for the body of a header the user wrote (``def f():|``) and a blank line that
+  begins a block with nothing of it written yet (Cody's multi-line trigger);
 - stop at the start of the text after the cursor (the rest of the line, or the next non-blank
   line when a generated line repeats it);
 - stop at the end of the block by indentation (a later line indented less than the block: the
-  cursor's line, or the completion's first line where it does not write on the cursor's line);
+  cursor's line, or the completion's first line where it does not write on the cursor's line),
+  judged on a line's first code; unless that line defines a function the completion calls and
+  the document does not define (a helper: kept, with its body);
 - stop at an unbalanced closing bracket (one that closes a bracket opened before the cursor which
   the text after the cursor already closes, or that was never opened);
 - no repeated lines (a line equal to the line before it ends the completion);
@@ -21,6 +22,9 @@ part of a generated text to show and whether generation can stop.  The rules:
 
 from __future__ import annotations
 
+import builtins
+import keyword
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,6 +47,8 @@ class Cursor:
     stop_strings: tuple[str, ...] = ()  # the completion ends before the first of these
     prev_line: str = ""  # last non-blank line before the cursor line ("" when none)
     one_statement: bool = True  # server.multiline "auto": see ``statement_only``
+    empty_block: bool = False  # the cursor's blank line begins a block with nothing of it written
+    defined: frozenset[str] = frozenset()  # names the document defines or imports (``defined_names``)
 
     @property
     def single_line(self) -> bool:
@@ -51,29 +57,17 @@ class Cursor:
 
     @property
     def statement_only(self) -> bool:
-        """True where the completion is one statement (``server.multiline`` "auto"): a line being
-        written (text before the cursor and none after it) that does not end with a block opener,
-        or a line inserted into code (``inserted``).  As Cody and Copilot do: the end of a block,
-        an empty block and the body of a header the user wrote get as many lines as the model
-        writes; elsewhere the user is writing a line, and the code after the cursor already holds
-        what follows."""
+        """True where the completion is one statement (``server.multiline`` "auto"): everywhere
+        but where the user wrote a block's header (``def f():|``) or stands on a blank line that
+        begins a block with nothing of it written yet (``empty_block``).  As Cody's multi-line
+        trigger and Copilot's empty-block check have it: at the start of a block the user wants
+        the block; elsewhere (writing a line, inserting one, at the end of a block) one statement,
+        and the code after the cursor, or the next request, holds what follows."""
         if not self.one_statement or self.line_suffix.strip():
             return False
         if self.line_prefix.strip():
             return not _opens_block(self.line_prefix)
-        return self.inserted
-
-    @property
-    def inserted(self) -> bool:
-        """True when the completion inserts a line into code: the cursor's line is blank, the
-        next code is indented at least as deep as the cursor (its block goes on after it), and
-        the cursor does not begin an empty block (a header right above, nothing of its body
-        below)."""
-        if self.line_prefix.strip() or self.line_suffix.strip():
-            return False
-        if not self.next_line.strip() or _indent_of(self.next_line) < _indent_of(self.line_prefix):
-            return False
-        return not (_opens_block(self.prev_line) and _indent_of(self.next_line) <= _indent_of(self.prev_line))
+        return not self.empty_block
 
 
 def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = (), one_statement: bool = True) -> Cursor:
@@ -100,6 +94,8 @@ def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = (), one_st
         stop_strings=tuple(s for s in stop_strings if s),
         prev_line=prev_line,
         one_statement=one_statement,
+        empty_block=not line_prefix.strip() and _begins_empty_block(prefix[:line_start], next_line),
+        defined=defined_names(prefix + "\n" + suffix),
     )
 
 
@@ -128,13 +124,26 @@ def cut(text: str, cursor: Cursor, final: bool = False) -> tuple[str, bool]:
     opens_block = bool(cursor.line_prefix.strip()) and (cursor.line_prefix + lines[0]).rstrip().endswith(":")
     complete = len(lines) if (final or stop) else len(lines) - 1
     block_indent = _completion_indent(lines, cursor)
-    for i in range(1, complete):
+    # a line begun with code has its indentation already: the end of the block is judged on it,
+    # without decoding the rest of a line that is cut anyway
+    for i in range(1, len(lines)):
         line = lines[i]
         if not line.strip():
             continue
         indent = _indent_of(line)
         if indent < block_indent or (opens_block and indent <= cursor.block_indent):
-            return _trim("\n".join(lines[:i])), True
+            wanted = undefined_calls("\n".join(lines[:i]), cursor.defined)
+            helper = _HELPER_DEF.match(line)
+            if wanted and helper is None and i >= complete and _may_become_def(line):
+                break  # the begun line may yet define a function the completion calls
+            if helper is None or helper.group(1) not in wanted:
+                return _trim("\n".join(lines[:i])), True
+            # the completion calls a function the document does not define, and the model writes
+            # it next: that function is part of the completion (without it the code is broken)
+            block_indent, opens_block = indent + 1, False
+            continue
+        if i >= complete:
+            break
         if cursor.next_line.strip() and line.strip() == cursor.next_line.strip():
             return _trim("\n".join(lines[:i])), True
         previous = lines[i - 1].strip()
@@ -161,6 +170,44 @@ def finish(text: str, cursor: Cursor, truncated: bool = False) -> str:
     if truncated and "\n" in shown.strip("\n"):
         shown = _trim(shown[: shown.rstrip("\n").rfind("\n")])
     return shown
+
+
+_HELPER_DEF = re.compile(r"[ \t]*(?:async[ \t]+)?def[ \t]+(\w+)[ \t]*\(")
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\(")
+_BINDINGS = re.compile(
+    r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)"  # def f / class C
+    r"|^[ \t]*(\w+)[ \t]*(?::[^=\n]*)?=(?!=)"  # f = ... / f: T = ...
+    r"|^[ \t]*(?:from[ \t]+\S+[ \t]+)?import[ \t]+\(?([^\n#)]+)",  # import a.b as c / from m import f, g
+    re.M)
+
+
+def defined_names(text: str) -> frozenset[str]:
+    """Names ``text`` defines at the start of a line: functions, classes, assigned names and
+    imports (a rough scan: the helper rule of ``cut`` asks only whether a called name is new)."""
+    names: set[str] = set()
+    for match in _BINDINGS.finditer(text):
+        defined, assigned, imported = match.groups()
+        names.update(n for n in (defined, assigned) if n)
+        for part in (imported or "").split(","):
+            words = part.split()
+            if words:
+                names.add(words[-1] if len(words) >= 3 and words[-2] == "as" else words[0].split(".")[0])
+    return frozenset(names)
+
+
+def undefined_calls(text: str, defined: frozenset[str]) -> set[str]:
+    """Names ``text`` calls that neither it, ``defined`` nor Python's builtins define."""
+    called = {name for name in _CALL.findall(text) if not keyword.iskeyword(name)}
+    return called - defined - defined_names(text) - _BUILTINS
+
+
+_BUILTINS = frozenset(dir(builtins))
+
+
+def _may_become_def(line: str) -> bool:
+    """Whether a begun line may still turn out a ``def`` line whose name is not written whole."""
+    code = line.strip()
+    return any(w.startswith(code) or (code.startswith(w) and "(" not in code) for w in ("def ", "async def "))
 
 
 def _trim(text: str) -> str:
@@ -190,6 +237,36 @@ def _first_statement(text: str, cursor: Cursor, final: bool, stop: bool) -> tupl
         if not _open_brackets(cursor.line_prefix + "\n".join(lines[: i + 1])):
             return "\n".join(lines[: i + 1]), True
     return text, stop
+
+
+#: lines looked at before the cursor for the header of the block it begins (a docstring between)
+HEADER_LOOKBACK_LINES = 200
+
+
+def _begins_empty_block(before: str, next_line: str) -> bool:
+    """Whether a blank cursor line after the text ``before`` begins a block with nothing of it
+    written: the last non-blank line before it is a block header (a docstring right under the
+    header counts as nothing; a comment, as in Cody, is something), and ``next_line`` (the first
+    non-blank line after the cursor) is indented no deeper than that header."""
+    lines = [line for line in before.splitlines()[-HEADER_LOOKBACK_LINES:] if line.strip()]
+    if lines and lines[-1].rstrip().endswith(('"""', "'''")):
+        lines = lines[: _docstring_start(lines)]
+    if not lines or not _opens_block(lines[-1]):
+        return False
+    return not next_line.strip() or _indent_of(next_line) <= _indent_of(lines[-1])
+
+
+def _docstring_start(lines: list[str]) -> int:
+    """The index of the line that opens the docstring the last of ``lines`` closes (``len(lines)``
+    when that string is not a docstring: code before its opening quotes)."""
+    last = lines[-1].strip()
+    quote = last[-3:]
+    if last.count(quote) >= 2:  # opened and closed on this line
+        return len(lines) - 1 if last.lstrip("rRuU").startswith(quote) else len(lines)
+    for i in range(len(lines) - 2, -1, -1):
+        if quote in lines[i]:
+            return i if lines[i].strip().lstrip("rRuU").startswith(quote) else len(lines)
+    return len(lines)
 
 
 def _opens_block(line: str) -> bool:

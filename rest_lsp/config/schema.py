@@ -105,10 +105,10 @@ class ServerConfig:
     #: model in its chat form (completion/instruct.py; on the 0.5B model HumanEval pass@1 rose by
     #: measurement, BENCHMARKS.md); "on" for any model with a chat template; "off"
     instruct: str = "auto"
-    #: "auto": a line being written (text before the cursor, none after it) or inserted into code
-    #: (a blank line with code of its block after it) is completed with one statement: its line,
-    #: its bracketed continuation, or the block it opens; the end of a block, an empty block, a
-    #: header's body and a new function body get as many lines as the model writes
+    #: "auto": one statement (its line, its bracketed continuation, or the block it opens)
+    #: everywhere but at the start of an empty block; the body of a header the user wrote and a
+    #: blank line beginning a block with nothing of it written (a new function body after its
+    #: docstring included) get as many lines as the model writes, as Cody and Copilot do
     #: (completion/stops.py).  "always": every place gets as many lines as the model writes
     multiline: str = "auto"
     #: a keystroke that types the beginning of the completion on show is answered with its rest,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from rest_lsp.bench.server_moves import first_line, line_spans, move_target, moves_table, summary, without_line
+from rest_lsp.bench.server_table import keystroke_record
 
 TEXT = "def f(x):\n    y = x + 1\n\n    # note\n    return y\n"
 
@@ -47,3 +49,11 @@ def test_the_typed_lines_report_has_a_row_per_server():
         "keystrokes": 20, "p50_ms": 30.0, "p95_ms": 1500.0, "typed_through": 0.6, "decoded_p50_ms": 1200.0}}})
     assert "| rest | 20 | 30.0 / 1500.0 | 0.6 | 1200.0 |" in lines
     assert lines_table({}) == []
+
+
+def test_a_keystroke_record_says_what_the_latency_was_spent_on():
+    last = {"type_through": False, "new_tokens": 12, "steps": 9, "stop_reason": "stop"}
+    record = keystroke_record(Path("/w/a.py"), 40, 0.3456, last, ["x = 1", "x = 2"])
+    assert record == {"file": "/w/a.py", "offset": 40, "latency_ms": 345.6, "type_through": False,
+                      "new_tokens": 12, "steps": 9, "stop_reason": "stop", "shown": "x = 1"}
+    assert keystroke_record(Path("/w/a.py"), 40, 0.01, {"type_through": True}, [])["shown"] == ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_lsp.completion.fim import FimTokens
 from rest_lsp.completion.prompt import build_prompt, fit_prefix, split_at
-from rest_lsp.completion.stops import cursor_of, cut, finish
+from rest_lsp.completion.stops import cursor_of, cut, defined_names, finish, undefined_calls
 
 
 def encode_chars(text: str) -> list[int]:
@@ -82,14 +82,15 @@ def test_no_repeated_lines():
     assert complete(doc, "a = 1\n    a = 1\n    a = 1\n") == "a = 1"
 
 
-def test_streaming_cut_waits_for_complete_lines():
+def test_streaming_cut_judges_a_begun_line_by_its_indentation_only():
     cursor = cursor_of("def f():\n    ", "\n")
     text, stop = cut("x = 1\n    y", cursor)
     assert not stop and text == "x = 1\n    y"
-    text, stop = cut("x = 1\ndef g", cursor)
-    assert not stop  # the last line is not complete yet
-    text, stop = cut("x = 1\ndef g():\n", cursor)
-    assert stop and text == "x = 1"
+    # the last line is not complete, but its code begins left of the block: the block ended
+    assert cut("x = 1\ndef g", cursor) == ("x = 1", True)
+    assert cut("x = 1\ndef g():\n", cursor) == ("x = 1", True)
+    # a begun line that repeats the one before is judged once it ends
+    assert cut("x = 1\n    x = 1", cursor) == ("x = 1\n    x = 1", False)
 
 
 def test_strings_and_comments_do_not_count_as_brackets():
@@ -205,15 +206,26 @@ def test_a_line_inserted_into_code_completes_one_statement():
     assert complete(doc, "\n    total += 1\n    total *= 2\n") == "\n    total += 1"
 
 
-def test_one_statement_is_for_inserted_lines_only():
+def test_multi_line_completions_are_for_the_start_of_an_empty_block_only():
     tail = "x = 1\n    y = 2\n"
-    # the end of a block, and a block opened right above with nothing of it below
-    assert complete("def f():\n    a = 0\n    |\n\ndef g():\n    pass\n", tail) == "x = 1\n    y = 2"
+    # a block opened right above with nothing of it below: the block, as many lines as written
     assert complete("def f():\n    |\n\ndef g():\n    pass\n", tail) == "x = 1\n    y = 2"
-    # a header right above whose body goes on below: an insertion
+    assert complete("def f():\n    |", tail) == "x = 1\n    y = 2"
+    # a docstring under the header is nothing of the block yet; a comment is something (as in Cody)
+    assert complete('def f():\n    """Doc.\n\n    More.\n    """\n    |', tail) == "x = 1\n    y = 2"
+    assert complete('def f():\n    """Doc."""\n    |', tail) == "x = 1\n    y = 2"
+    assert complete('def f():\n    # note\n    |', tail) == "x = 1"
+    # the end of a block (as Cody and Copilot do): one statement
+    assert complete("def f():\n    a = 0\n    |\n\ndef g():\n    pass\n", tail) == "x = 1"
+    assert complete("def f():\n    a = 0\n    |", tail) == "x = 1"
+    # a string that is no docstring ends a statement of the block
+    assert complete('def f():\n    a = """s\n    """\n    |', tail) == "x = 1"
+    assert complete('def f():\n    a = """s"""\n    |', tail) == "x = 1"
+    # a header right above whose body goes on below: an insertion, one statement
     assert complete("def f():\n    |\n    return 1\n", tail) == "x = 1"
     # a comment that ends with a colon opens nothing
-    assert cursor_of("def f():\n    # note:\n    ", "\n    return 1\n").inserted
+    assert cursor_of("def f():\n    # note:\n    ", "\n    return 1\n").statement_only
+    assert not cursor_of("x = 1\n# note:\n", "").empty_block
     assert not cursor_of("def f():\n    ", "\n    return 1\n", one_statement=False).statement_only
     assert complete("f(1)\n|x\n", "y = 2\nz = 3\n") == "y = 2"  # mid-line: the single-line rule
 
@@ -239,3 +251,46 @@ def test_one_statement_waits_for_complete_lines_while_streaming():
     assert cut("if a:\n        a += 1\n    ret", cursor) == ("if a:\n        a += 1", True)
     assert cut("a = g(\n        1", cursor) == ("a = g(\n        1", False)
     assert cut("a += 1\n", cursor) == ("a += 1", True)
+
+
+def test_the_end_of_a_block_is_seen_on_the_first_code_of_a_line():
+    cursor = cursor_of("def f(n):\n", "")
+    # the dedented line is begun: the block ended, nothing more need be decoded
+    assert cut("    return n\n\nprint", cursor) == ("    return n", True)
+    # only indentation so far: not yet judged
+    assert cut("    return n\n", cursor) == ("    return n\n", False)
+    # a line of the block begun: goes on; the repeated-line rule waits for the line to end
+    assert cut("    a = 1\n    a = 1", cursor) == ("    a = 1\n    a = 1", False)
+    assert cut("    a = 1\n    a = 1\n", cursor) == ("    a = 1", True)
+
+
+def test_a_function_the_completion_calls_and_the_model_writes_next_is_kept():
+    doc = 'import math\n\ndef count(n):\n    """How many primes up to n."""\n|'
+    body = "    return sum(1 for k in range(n) if is_prime(k))\n"
+    helper = "def is_prime(k):\n    return k > 1 and all(k % d for d in range(2, k))\n"
+    assert complete(doc, body + "\n\n" + helper + "\n\nprint(count(10))\n") == body + "\n\n" + helper.rstrip()
+    # a function the document defines, a builtin, an import or a method: no helper needed
+    assert complete(doc, "    return math.floor(n)\n\ndef floor(x):\n    return x\n") == "    return math.floor(n)"
+    assert complete(doc + "\n\ndef is_prime(k):\n    pass\n", body + "\ndef is_prime(k):\n    return 1\n") == body.rstrip()
+    assert complete(doc, "    return len(str(n))\n\ndef len(x):\n    return 0\n") == "    return len(str(n))"
+    # a function it does not call ends the completion as before
+    assert complete(doc, body + "\ndef other(k):\n    return k\n") == body.rstrip()
+    # helpers one after the other, each called by what comes before it
+    two = "def is_prime(k):\n    return odd(k)\n\ndef odd(k):\n    return k % 2\n"
+    assert complete(doc, body + "\n" + two + "\nx = 1\n") == body + "\n" + two.rstrip()
+
+
+def test_a_begun_line_that_may_define_the_called_function_is_awaited():
+    cursor = cursor_of('def count(n):\n    """Doc."""\n', "")
+    body = "    return is_prime(n)\n\n"
+    assert cut(body + "def is_pr", cursor) == (body + "def is_pr", False)
+    assert cut(body + "de", cursor) == (body + "de", False)
+    assert cut(body + "def other(", cursor) == ("    return is_prime(n)", True)
+    assert cut(body + "print(", cursor) == ("    return is_prime(n)", True)
+    assert cut("    return n\n\ndef is_pr", cursor) == ("    return n", True)  # nothing called: at once
+
+
+def test_defined_names_reads_definitions_assignments_and_imports():
+    text = "import os, sys as s\nfrom a.b import (c, d as e)\nx: int = 1\ny == 2\n  def g(): pass\nclass K:\n"
+    assert defined_names(text) == {"os", "s", "c", "e", "x", "g", "K"}
+    assert undefined_calls("f(1) + g(2) + len(x) + o.h(3) + (4)\nif (x): pass", frozenset({"g"})) == {"f"}
