@@ -23,9 +23,10 @@ part of a generated text to show and whether generation can stop.  The rules:
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -45,10 +46,15 @@ class Cursor:
     open_brackets: str  # brackets open at the cursor, innermost last
     closed_after: int  # how many of them the text after the cursor closes
     stop_strings: tuple[str, ...] = ()  # the completion ends before the first of these
-    prev_line: str = ""  # last non-blank line before the cursor line ("" when none)
     one_statement: bool = True  # server.multiline "auto": see ``statement_only``
     empty_block: bool = False  # the cursor's blank line begins a block with nothing of it written
-    defined: frozenset[str] = frozenset()  # names the document defines or imports (``defined_names``)
+    document: str = field(default="", repr=False, compare=False)  # the text the cursor is in
+
+    @functools.cached_property
+    def defined(self) -> frozenset[str]:
+        """Names the document defines or imports (``defined_names``): scanned only when the helper
+        rule of ``cut`` asks, not on every request."""
+        return defined_names(self.document)
 
     @property
     def single_line(self) -> bool:
@@ -77,7 +83,6 @@ def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = (), one_st
     complete one statement where ``Cursor.statement_only`` says so (``server.multiline`` "auto")."""
     line_start = prefix.rfind("\n") + 1
     line_prefix = prefix[line_start:]
-    prev_line = next((line for line in reversed(prefix[:line_start].splitlines()) if line.strip()), "")
     newline = suffix.find("\n")
     line_suffix = suffix if newline == -1 else suffix[:newline]
     rest = "" if newline == -1 else suffix[newline + 1:]
@@ -92,10 +97,9 @@ def cursor_of(prefix: str, suffix: str, stop_strings: Sequence[str] = (), one_st
         open_brackets=open_brackets,
         closed_after=closed_after,
         stop_strings=tuple(s for s in stop_strings if s),
-        prev_line=prev_line,
         one_statement=one_statement,
         empty_block=not line_prefix.strip() and _begins_empty_block(prefix[:line_start], next_line),
-        defined=defined_names(prefix + "\n" + suffix),
+        document=prefix + "\n" + suffix,
     )
 
 
@@ -132,9 +136,11 @@ def cut(text: str, cursor: Cursor, final: bool = False) -> tuple[str, bool]:
             continue
         indent = _indent_of(line)
         if indent < block_indent or (opens_block and indent <= cursor.block_indent):
-            wanted = undefined_calls("\n".join(lines[:i]), cursor.defined)
             helper = _HELPER_DEF.match(line)
-            if wanted and helper is None and i >= complete and _may_become_def(line):
+            begun_def = helper is None and i >= complete and _may_become_def(line)
+            # only a def line asks which names the completion wants: most block ends never scan
+            wanted = undefined_calls("\n".join(lines[:i]), cursor.defined) if helper or begun_def else set()
+            if begun_def and wanted:
                 break  # the begun line may yet define a function the completion calls
             if helper is None or helper.group(1) not in wanted:
                 return _trim("\n".join(lines[:i])), True
