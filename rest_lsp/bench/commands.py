@@ -72,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pe.add_argument("--model", default="", metavar="NAME", help="model.name (a GGUF model); default: the default model")
     pe.add_argument("--threads", type=int, default=0, help="CPU threads of every method; 0 means all cores")
     pe.add_argument("--repack", choices=("auto", "on", "off"), default="auto", help="model.repack of rest-lsp's methods")
+    pe.add_argument("--kv-cache", choices=("auto", "exact"), default="auto",
+                    help="model.kv_cache of rest-lsp's methods (auto, as the daemon: one-row steps on llama.cpp's own cache where drafting cannot pay)")
     pe.add_argument("--out", default="bench-out/peers", metavar="DIR", help="where JSON, table and PNG go")
     pe.set_defaults(func=lambda args: __import__("rest_lsp.bench.peers", fromlist=["x"]).main(args))
     p1 = kinds.add_parser("pass1", help="HumanEval pass@1 of the completions the server shows (greedy and REST, token identity)")
@@ -160,6 +162,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_arguments(srv)
     srv.set_defaults(func=lambda args: __import__("rest_lsp.bench.server", fromlist=["x"]).run_and_report(args))
+    __import__("rest_lsp.bench.llama_forward", fromlist=["x"]).register(kinds)
     _register_hardening(kinds)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 

@@ -293,7 +293,11 @@ def build_methods(loaded: Any, config: Any, store: Any, names: Sequence[str], ma
 
 
 def setup(args: Any) -> tuple[Any, Any, Any]:
-    """(config, loaded model, output directory) of a benchmark command's arguments."""
+    """(config, loaded model, output directory) of a benchmark command's arguments.
+
+    ``model.kv_cache`` is "exact" unless asked (``bench peers --kv-cache``): these benchmarks measure
+    drafting, which the one-row cache taken where it cannot pay (docs/cpu.md) rules out.
+    """
     from pathlib import Path
 
     from rest_lsp.config.schema import Config
@@ -301,6 +305,7 @@ def setup(args: Any) -> tuple[Any, Any, Any]:
     from rest_lsp.errors import ConfigError
 
     fields = {k: getattr(args, k) for k in ("device", "dtype", "forward", "repack") if hasattr(args, k)}
+    fields["kv_cache"] = getattr(args, "kv_cache", "exact")
     config, problems = Config.from_dict({"model": {"name": args.model, "threads": args.threads, **fields}})
     if problems:
         raise ConfigError("invalid options: " + "; ".join(problems), problems=problems)

@@ -253,4 +253,6 @@ def _ours(loaded: Any, config: Any, name: str, max_new_tokens: int) -> PeerFn:
     drafter = MergedDrafter([ContextSuffixDrafter(span=r.span, max_suffix=r.max_suffix),
                              RecyclingDrafter(int(loaded.model.config.vocab_size))])
     engine = Engine.from_loaded(loaded, config.decoding, drafter)
+    if name == "default":
+        engine.policy()  # as the daemon's warm-up does: its budget (and forward setting) before the first prompt
     return engine_method(engine, "greedy" if name == "greedy" else "rest", max_new_tokens)

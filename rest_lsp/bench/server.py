@@ -130,7 +130,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # hold the model's outputs at these very positions
     scratch = Path(tempfile.mkdtemp(prefix="rest-lsp-bench-server-"))
     base: dict[str, Any] = {
-        "model": {"name": args.model, "threads": args.threads},
+        "model": {"name": args.model, "threads": args.threads, "kv_cache": getattr(args, "kv_cache", "auto")},
         "index": {"exclude_globs": excludes, "index_dir": str(scratch / "index")},
         "retrieval": {"history_warmup": args.history_warmup},
         "decoding": {"max_new_tokens": args.max_new_tokens},
@@ -238,7 +238,7 @@ async def measure(args: argparse.Namespace, servers: dict[str, Any], workspace: 
         "kv_reuse_after_one_char_edit": reuse[main_label],
         "typing": typing[main_label],
         "warm_documents": getattr(args, "warm_documents", "on"), "multiline": getattr(args, "multiline", "auto"),
-        "moves": moves,
+        "kv_cache": getattr(args, "kv_cache", "auto"), "moves": moves,
         "lines": lines,
     }
     if len(rest_labels) > 1:
@@ -370,6 +370,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--line-chars", type=int, default=12, metavar="C", help="characters typed per line")
     p.add_argument("--warm-documents", choices=("on", "off"), default="on", help="server.warm_documents")
     p.add_argument("--multiline", choices=("auto", "always"), default="auto", help="server.multiline")
+    p.add_argument("--kv-cache", choices=("auto", "exact"), default="auto", help="model.kv_cache (llama.cpp forward)")
     p.add_argument("--out", default="bench-out/server.json")
 
 

@@ -128,6 +128,8 @@ class CompletionService:
         check_tokenizer_fits(loaded)
         engine = Engine.from_loaded(loaded, self.config.decoding)
         engine.warm_up()  # c(k) measured (or read from its cache) now, not in the first request
+        if engine.forward_note:
+            self._log(f"rest-lsp: {engine.forward_note}")
         self._use_template(loaded, engine)
         extensions = TokenExtensions.of_tokenizer(loaded.tokenizer)
         # swapped only once the new model works

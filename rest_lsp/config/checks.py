@@ -18,6 +18,7 @@ _CHOICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("model", "dtype", ("auto", "float32", "bfloat16", "float16")),
     ("model", "forward", ("auto", "llama.cpp", "packed", "static", "transformers")),
     ("model", "repack", ("auto", "on", "off")),
+    ("model", "kv_cache", ("auto", "exact")),
     ("index", "corpus_tier", ("full", "compact")),
     ("server", "fim", ("auto", "on", "off")),
     ("server", "fim_template", ("auto", *TEMPLATE_NAMES)),

@@ -41,6 +41,11 @@ class ModelConfig:
     #: can (not with AMX kernels built in: they crash, docs/cpu.md); "on"; "off" keeps the file's
     #: layout, which lets a verification batch hold 7 rows instead of 3 and stay exact
     repack: str = "auto"
+    #: the llama.cpp forward's K/V cache: "auto" keeps the cache whose tree rows equal one-row
+    #: steps (f16 keys, q8_0 values) and takes llama.cpp's own faster f16/f16 one, which drafting
+    #: cannot use, where the measured c(k) says drafting cannot pay (docs/cpu.md); "exact" keeps
+    #: the first always (drafting is then still possible at a fixed budget)
+    kv_cache: str = "auto"
 
 
 @dataclass

@@ -57,6 +57,13 @@ class CostModel:
     seconds: list[float]
     #: weight of a new online observation of a measured size
     learning_rate: float = 0.05
+    #: the seconds as measured (before any online update): the curve's shape, which online
+    #: updates of the sizes in use would bend (only those move)
+    measured: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.measured:
+            self.measured = list(self.seconds)
 
     def envelope(self) -> list[float]:
         """The measured seconds made non-decreasing in k: each the least of its own and every
@@ -252,20 +259,47 @@ class AdaptiveBudget:
     steps: int = 0
     #: steps between two choices of the best budget
     choose_every: int = 4
+    #: drafting stays off, unexplored, while even drafts that were all accepted would make a step
+    #: at most this much faster than one-token steps under the measured costs (``ceiling``):
+    #: gains predicted that small were within the budget's own error (on the 2-core EPYC a
+    #: predicted 1.03-1.14x at budget 2 was 0.97-1.0x of greedy measured, and its probes of a
+    #: 3-row tree every 32nd step cost ~3 % of the decoding time for the tokens they gained)
+    min_ceiling: float = 1.10
     #: the budget chosen last (re-chosen every ``choose_every`` steps)
     _chosen: int | None = field(default=None, init=False, repr=False)
     #: (what it was computed from, c(k) for k = 1 .. max_budget + 1): the cost model moves only
     #: when a step's tree has one of its measured sizes
     _curve: tuple | None = field(default=None, init=False, repr=False)
+    #: c(k) for k = 1 .. max_budget + 1 on the curve as measured (it never moves)
+    _measured_curve: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.acceptance is None:
             self.acceptance = AcceptanceModel(self.max_budget)
 
+    def _step_seconds(self) -> np.ndarray:
+        """[max_budget + 1] a step's expected seconds at budgets 0 .. max_budget (forward and overhead)."""
+        ks = np.arange(1, self.max_budget + 2)  # rows of budgets 0 .. max_budget
+        return self._forward_curve() + self.overhead.curve(ks)
+
+    def ceiling(self) -> float:
+        """The most drafting could speed a step up here: max over budgets b of (1 + b) tokens
+        per step-seconds(b), over one token per step-seconds(0), as if every draft were accepted.
+
+        On the c(k) curve as measured, not as updated online: while drafting is off only c(1) is
+        observed, at the real contexts (longer than the measurement's), and the curve would seem
+        to flatten; a longer context makes every row count dearer alike (``rest-lsp bench llama``
+        at 700 tokens gives the start-up ratios)."""
+        if self._measured_curve is None:
+            self._measured_curve = CostModel(list(self.cost.sizes), list(self.cost.measured)).curve(
+                np.arange(1, self.max_budget + 2))
+        seconds = self._measured_curve + self.overhead.curve(np.arange(1, self.max_budget + 2))
+        perfect = np.arange(1, len(seconds) + 1) / seconds
+        return float(perfect.max() / perfect[0])
+
     def best(self) -> int:
         """The budget with the highest expected tokens per second right now."""
-        ks = np.arange(1, self.max_budget + 2)  # rows of budgets 0 .. max_budget
-        seconds = self._forward_curve() + self.overhead.curve(ks)  # [max_budget + 1]
+        seconds = self._step_seconds()  # [max_budget + 1]
         # monotone: a larger tree never accepts less
         accepted = np.maximum.accumulate(np.maximum(np.asarray(self.acceptance.means), 0.0))
         speed = (1.0 + accepted) / seconds[: len(accepted)]
@@ -282,9 +316,11 @@ class AdaptiveBudget:
         # the means move by a few percent a step: choosing again every ``choose_every`` steps
         # saves most of the choice's cost (~0.07 ms a step on the CPU, caches cold after a forward)
         if self._chosen is None or self.steps % self.choose_every == 0:
-            self._chosen = self.best()
+            self._chosen = self.best() if self.ceiling() >= self.min_ceiling else -1
         b = self._chosen
         self.steps += 1
+        if b < 0:  # drafting cannot pay here even at its best: no probes either
+            return 0
         if self.steps % (self.explore_every if b > 0 else self.idle_explore_every) == 0:
             b = min(self.max_budget, max(2 * b, 4))
         return b

@@ -7,6 +7,7 @@ common token prefix with the previous request and only the rest is prefilled.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Sequence
@@ -23,6 +24,8 @@ from rest_lsp.engine.sampling import SamplingParams
 from rest_lsp.engine.speculative import ShouldStopFn, StopFn, speculative_decode
 from rest_lsp.engine.stats import Generation, GenerationStats
 from rest_lsp.errors import DecodingError
+
+log = logging.getLogger(__name__)
 
 MODES = ("rest", "greedy")
 #: prefill chunk of ``Engine.warm``: a request that arrives waits at most one chunk's forward
@@ -68,6 +71,8 @@ class Engine:
         #: draft tokens at or above it are cut from the tree before they reach the embedding
         self.vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
         self._cost = cost
+        #: what the engine changed in the forward's setting at start-up, and why ("" if nothing)
+        self.forward_note = ""
         #: per-source draft weights, learned across requests (decoding.source_weights)
         self.source_weights = SourceWeights()
         self._cache = kv_cache.new_cache(self.model)
@@ -114,8 +119,28 @@ class Engine:
             if d.draft_budget > 0:
                 self._policy = FixedBudget(self.capped(d.draft_budget))
             else:
-                self._policy = AdaptiveBudget(self.cost, max_budget=self.capped(d.max_draft_budget))
+                policy = AdaptiveBudget(self.cost, max_budget=self.capped(d.max_draft_budget))
+                if policy.max_budget > 0 and policy.ceiling() < policy.min_ceiling and self._one_row_steps(policy):
+                    policy = AdaptiveBudget(self.cost, max_budget=self.capped(d.max_draft_budget))  # now 0
+                self._policy = policy
         return self._policy
+
+    def _one_row_steps(self, policy: AdaptiveBudget) -> bool:
+        """Let the forward take its fastest one-row-only setting (llama.cpp's own K/V cache),
+        since drafting cannot pay on this machine anyway; whether it did."""
+        switch = getattr(self.model, "one_row_cache", None)
+        if switch is None:
+            return False
+        with self._lock:  # no request is using the cache while the context is replaced
+            switched = bool(switch())
+        if switched:
+            self.forward_note = (
+                f"drafting cannot pay here: at most {policy.ceiling():.2f}x over one-token steps even if every "
+                f"draft were accepted (c(k) {', '.join(f'{1000 * s:.1f}' for s in self.cost.measured)} ms); "
+                f"decoding one token a step with {getattr(self.model, 'cache_description', 'its fastest setting')} "
+                "(model.kv_cache = \"exact\" keeps drafting possible)")
+            log.info(self.forward_note)
+        return switched
 
     def capped(self, budget: int) -> int:
         """``budget`` cut to the most drafts one verification may hold on this model's forward

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from rest_lsp.engine.branches import branch_sequences, leading_chain
+from rest_lsp.engine.llama_cpp_build import available, max_verification_rows, repack_choice
 from rest_lsp.engine.tree_inputs import TreeInputs
 from rest_lsp.errors import DecodingError, ModelError
 
@@ -54,58 +55,6 @@ DEFAULT_CONTEXT = 4096
 #: path for any row count (K and V of different types rule out its split and tiled variants)
 GGML_TYPE_F16 = 1
 GGML_TYPE_Q8_0 = 8
-#: rows of a verification batch with repacked weights (their 4-row kernel starts at 4 rows)
-REPACKED_ROWS = 3
-#: rows of a verification batch while ggml's tiled K-quant matmul is on (it starts at 8 rows)
-TILED_FREE_ROWS = 7
-#: rows of a verification batch when that matmul is off (GGML_CPU_TILED_MM=0)
-MAX_BATCH_ROWS = 64
-#: the environment variable ggml reads, once per process, to turn its tiled K-quant matmul off
-TILED_ENV = "GGML_CPU_TILED_MM"
-
-
-def max_verification_rows(repack: bool, environ: Any = None) -> int:
-    """The most rows one verification batch may hold and still match one-row steps bit for bit."""
-    if repack:
-        return REPACKED_ROWS
-    environ = os.environ if environ is None else environ
-    value = environ.get(TILED_ENV, "").strip()
-    off = value != "" and value.lstrip("-").isdigit() and int(value) == 0
-    return MAX_BATCH_ROWS if off else TILED_FREE_ROWS
-
-
-#: what llama.cpp's system info says when its CPU backend holds AMX kernels
-AMX_FEATURE = "AMX_INT8 = 1"
-
-
-def repack_choice(system_info: str) -> tuple[bool, str]:
-    """Whether llama.cpp's extra weight buffers (repacked weights, and AMX ones where built) may be
-    used with this build (``llama_print_system_info``), and why.
-
-    Why: with AMX kernels compiled in, those buffers put the Q4_K weights of the packaged models
-    into AMX tiles, and the first ``llama_decode`` crashes the process on Sapphire Rapids machines
-    (a segmentation fault, seen here with llama-cpp-python 0.3.36; ggml-org/llama.cpp#20824).  A
-    crash cannot be caught, so such a build loads the weights as they are in the file: ~25% slower
-    a step on the EPYC where that was measured, no slower on the Xeon where the crash was seen,
-    and never a dead daemon.  ``scripts/install.sh`` builds
-    llama.cpp without AMX, which keeps the repacked weights.
-    """
-    if AMX_FEATURE in system_info:
-        return False, ("weights not repacked: this llama.cpp build has AMX kernels, whose weight buffers "
-                       "crash on Q4_K models (ggml-org/llama.cpp#20824); rebuild it without AMX "
-                       "(scripts/install.sh does) to repack")
-    return True, "weights repacked for this CPU"
-
-
-def available() -> tuple[bool, str]:
-    """Whether llama-cpp-python can be imported here, and why not."""
-    try:
-        import llama_cpp  # noqa: F401
-    except Exception as exc:  # ImportError, or a shared library that fails to load
-        return False, f"llama-cpp-python is not installed ({exc}); pip install 'rest-lsp[llama]'"
-    return True, ""
-
-
 class LlamaCppCache:
     """The engine's view of the llama.cpp context's KV cache: committed tokens plus pending ones.
 
@@ -164,7 +113,7 @@ class LlamaCppRunner:
     def __init__(self, gguf: str | Path, config: Any, generation_config: Any = None, *,
                  threads: int = 0, context: int = DEFAULT_CONTEXT, name_or_path: str = "",
                  type_k: int = GGML_TYPE_F16, type_v: int = GGML_TYPE_Q8_0, flash_attention: bool = True,
-                 repack: bool | None = None) -> None:
+                 repack: bool | None = None, one_row_allowed: bool = True) -> None:
         ok, why = available()
         if not ok:
             raise ModelError(why, forward="llama.cpp")
@@ -197,21 +146,11 @@ class LlamaCppRunner:
         self._model = L.llama_model_load_from_file(self.gguf.encode(), mp)
         if not self._model:
             raise ModelError(f"llama.cpp cannot load {self.gguf}", gguf=self.gguf)
-        cp = L.llama_context_default_params()
-        cp.n_ctx = self.context
-        cp.n_batch = PREFILL_CHUNK
-        cp.n_ubatch = PREFILL_CHUNK
-        cp.n_seq_max = self.branches
-        cp.n_threads = self.threads
-        cp.n_threads_batch = self.threads
-        cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        cp.type_k = type_k
-        cp.type_v = type_v
-        cp.kv_unified = True
-        cp.no_perf = True
-        self._ctx = L.llama_init_from_model(self._model, cp)
-        if not self._ctx:
-            raise ModelError(f"llama.cpp cannot create a context for {self.gguf}", gguf=self.gguf)
+        self.flash_attention = flash_attention
+        #: whether ``one_row_cache`` may be taken (model.kv_cache = "auto")
+        self.one_row_allowed = one_row_allowed
+        self.cache_types = (type_k, type_v)
+        self._ctx = self._new_context(type_k, type_v)
         self._mem = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(PREFILL_CHUNK, 0, self.branches)
         self.n_vocab = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self._model)))
@@ -219,6 +158,61 @@ class LlamaCppRunner:
         self.weight_bytes = int(L.llama_model_size(self._model))
         #: the cache whose tokens the context holds now
         self.owner: LlamaCppCache | None = None
+
+    def _new_context(self, type_k: int, type_v: int) -> Any:
+        """A llama.cpp context over the model with K/V cache types ``type_k`` and ``type_v``."""
+        L = self._L
+        cp = L.llama_context_default_params()
+        cp.n_ctx = self.context
+        cp.n_batch = PREFILL_CHUNK
+        cp.n_ubatch = PREFILL_CHUNK
+        cp.n_seq_max = self.branches
+        cp.n_threads = self.threads
+        cp.n_threads_batch = self.threads
+        cp.flash_attn_type = (L.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attention
+                              else L.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cp.type_k = type_k
+        cp.type_v = type_v
+        cp.kv_unified = True
+        cp.no_perf = True
+        ctx = L.llama_init_from_model(self._model, cp)
+        if not ctx:
+            raise ModelError(f"llama.cpp cannot create a context for {self.gguf}", gguf=self.gguf,
+                             type_k=type_k, type_v=type_v)
+        return ctx
+
+    def one_row_cache(self) -> bool:
+        """Switch to llama.cpp's own K/V cache (f16 keys and values) for one-row steps only.
+
+        Why: where drafting cannot pay (the budget's ``ceiling``: the 2-core EPYC, c(3) ~ 2.9
+        c(1)), decoding is one row a step anyway, and that cache prefills about a third faster
+        and steps ~4 % faster than the exact one (``rest-lsp bench llama``); but a one-row batch
+        takes flash attention's split path there, so a tree's rows would differ from one-row
+        steps: ``max_rows`` becomes 1 and the engine drafts no more.  Every cache is rebuilt on
+        its next use.  False (nothing changes) where ``model.kv_cache = "exact"``.
+        """
+        if not self.one_row_allowed:
+            return False
+        if self.cache_types == (GGML_TYPE_F16, GGML_TYPE_F16):
+            return True
+        ctx = self._new_context(GGML_TYPE_F16, GGML_TYPE_F16)
+        self._L.llama_free(self._ctx)
+        self._ctx = ctx
+        self._mem = self._L.llama_get_memory(ctx)
+        self.cache_types = (GGML_TYPE_F16, GGML_TYPE_F16)
+        self.max_rows = 1
+        self.owner = None  # every cache prefills its tokens again in the new context
+        return True
+
+    @property
+    def cache_description(self) -> str:
+        """The K/V cache in words (``rest-lsp model info``)."""
+        names = {GGML_TYPE_F16: "f16", GGML_TYPE_Q8_0: "q8_0"}
+        k, v = (names.get(t, str(t)) for t in self.cache_types)
+        if self.max_rows == 1:
+            return f"K/V cache {k}/{v} (one-row steps only)"
+        later = "; f16/f16 and one-row steps where drafting cannot pay" if self.one_row_allowed else ""
+        return f"K/V cache {k}/{v} (trees of up to {self.max_rows} rows exact{later})"
 
     @property
     def max_drafts(self) -> int:

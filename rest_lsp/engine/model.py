@@ -134,7 +134,7 @@ def wants_llama_cpp(cfg: ModelConfig, device: Any) -> tuple[bool, str]:
     (an error off the CPU or without llama-cpp-python; ``load_model`` refuses a model without a
     GGUF file).
     """
-    from rest_lsp.engine.llama_cpp_runner import available
+    from rest_lsp.engine.llama_cpp_build import available
 
     if cfg.forward == "llama.cpp":
         if device.type != "cpu":
@@ -167,7 +167,7 @@ def load_llama_cpp(cfg: ModelConfig, resolved: Any, why: str) -> LoadedModel:
         raise ModelError(f"cannot load the tokenizer of {source!r}: {exc}", source=source) from exc
     repack = {"on": True, "off": False}.get(cfg.repack)  # None: "auto", the runner decides
     runner = LlamaCppRunner(resolved.gguf, config, generation, threads=cfg.threads, name_or_path=source,
-                            repack=repack)
+                            repack=repack, one_row_allowed=cfg.kv_cache == "auto")
     return LoadedModel(
         model=runner,
         tokenizer=tokenizer,
@@ -326,6 +326,7 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         "attn_implementation": getattr(config, "_attn_implementation", None),
         "forward": loaded.forward,
         "forward_reason": loaded.forward_reason,
+        "kv_cache": getattr(loaded.model, "cache_description", ""),
         "tokenizer_sha256": loaded.tokenizer_id,
     }
 

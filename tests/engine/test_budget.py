@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engine_testing import single_thread, tiny_model  # noqa: F401
 from rest_lsp.config.schema import DecodingConfig
 from rest_lsp.engine.acceptance import Acceptance
@@ -105,3 +107,27 @@ def test_a_noisy_cached_point_above_a_larger_size_is_not_believed():
     steep = AdaptiveBudget(CostModel([1, 2], [0.030, 2.0]), max_budget=1)
     steep.acceptance.means = [0.0, 0.9]
     assert steep.best() == 0
+
+
+def test_drafting_stays_off_unexplored_where_even_perfect_drafts_could_not_pay():
+    """The EPYC's llama.cpp curve (c(2) ~ 2.3 c(1), c(3) ~ 2.9 c(1)): three tokens a step at best
+    for 2.9 steps' time, a gain of ~3 %, under the margin: budget 0 and no probes."""
+    from rest_lsp.engine.budget import AdaptiveBudget, CostModel
+
+    steep = AdaptiveBudget(CostModel([1, 2, 3], [0.0186, 0.0427, 0.0541]), max_budget=2)
+    steep.acceptance.means = [0.0, 1.0, 1.98]  # drafts nearly always accepted
+    assert steep.ceiling() == pytest.approx(3 * 0.0186 / 0.0541)
+    assert steep.best() == 2  # the means alone would draft (a predicted ~3 % gain)...
+    assert [steep.budget() for _ in range(100)] == [0] * 100  # ...the ceiling keeps it off, probes too
+    # one-token steps learnt dearer online (longer contexts than the measurement's) do not make
+    # the curve look flatter: the ceiling reads the curve as measured
+    for _ in range(200):
+        steep.cost.observe(1, 0.025)
+    assert steep.cost(1) == pytest.approx(0.025, rel=0.01)
+    assert steep.ceiling() == pytest.approx(3 * 0.0186 / 0.0541)
+    assert [steep.budget() for _ in range(8)] == [0] * 8
+    # the Xeon's flatter curve (c(2) 1.19, c(3) 1.33 c(1)) leaves the budget free, probes included
+    flat = AdaptiveBudget(CostModel([1, 2, 3], [0.0365, 0.0434, 0.0485]), max_budget=2)
+    flat.acceptance.means = [0.0, 0.0, 0.0]
+    assert flat.ceiling() > 2 and flat.best() == 0
+    assert any(b > 0 for b in (flat.budget() for _ in range(64)))  # idle probes still run

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from real_model_testing import NAME, require_packaged_model
-from rest_lsp.engine.llama_cpp_runner import (
+from rest_lsp.engine.llama_cpp_build import (
     MAX_BATCH_ROWS, REPACKED_ROWS, TILED_FREE_ROWS, available, max_verification_rows, repack_choice,
 )
 
@@ -95,11 +95,31 @@ def test_the_auto_forward_of_a_gguf_model_on_the_cpu_is_llama_cpp():
     assert 400e6 < info["parameters"] < 700e6
 
 
+#: tokens of a long prompt: flash attention's split-K/V path for one row (f16 keys with f16 values)
+#: shows only after a few hundred cached tokens; with a short prompt such a cache passes too
+LONG_PROMPT_TOKENS = 700
+
+
+def long_prompt(tokenizer) -> list[int]:
+    """The first LONG_PROMPT_TOKENS tokens of this repository's budget module: real code."""
+    from pathlib import Path
+
+    import rest_lsp.engine.budget as budget
+
+    ids = tokenizer.encode(Path(budget.__file__).read_text(), add_special_tokens=False)
+    assert len(ids) >= LONG_PROMPT_TOKENS
+    return ids[:LONG_PROMPT_TOKENS]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_tree_rows_equal_one_token_steps_bit_for_bit(loaded):
+@pytest.mark.parametrize("length", ["short", "long"])
+def test_tree_rows_equal_one_token_steps_bit_for_bit(loaded, length):
     runner = loaded.runner
-    ids = loaded.tokenizer.encode(PROMPT, add_special_tokens=False)
+    if length == "short":
+        ids = loaded.tokenizer.encode(PROMPT, add_special_tokens=False)
+    else:
+        ids = long_prompt(loaded.tokenizer)
     tokens, expected = greedy_rows(runner, ids, 12)
     assert len(set(tokens)) > 3  # a real continuation, not one token repeated
     # every tree shape the row limit allows, the true continuation in the last branch so that
@@ -225,3 +245,41 @@ def test_the_llama_cpp_forward_refuses_a_model_without_a_gguf_file():
 
     with pytest.raises(ModelError, match="model.forward = llama.cpp needs a GGUF model"):
         load_model(ModelConfig(name="embedded", forward="llama.cpp"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("kv_cache", ["auto", "exact"])
+def test_where_drafting_cannot_pay_the_engine_takes_llama_cpps_own_cache_for_one_row_steps(kv_cache):
+    """The EPYC's measured curve (c(3) ~ 2.9 c(1)): even perfect drafts would gain ~3 %, so with
+    model.kv_cache = "auto" the engine switches the context to f16/f16 and decodes one row a step;
+    "exact" keeps the cache whose tree rows stay exact (and the budget free)."""
+    require_packaged_model()
+    require_llama_cpp()
+    from rest_lsp.config.schema import ModelConfig
+    from rest_lsp.engine.budget import CostModel
+    from rest_lsp.engine.engine import Engine
+    from rest_lsp.engine.model import load_model
+    from rest_lsp.errors import DecodingError
+
+    loaded = load_model(ModelConfig(name=NAME, threads=2, forward="llama.cpp", kv_cache=kv_cache))
+    runner = loaded.runner
+    ids = loaded.tokenizer.encode(PROMPT, add_special_tokens=False)
+    engine = Engine.from_loaded(loaded, cost=CostModel([1, 2, 3], [0.0186, 0.0427, 0.0541]))
+    before = engine.complete(ids, 12, mode="greedy")  # a cache filled in the exact context
+    assert "trees of up to 3 rows exact" in runner.cache_description
+    policy = engine.policy()
+    if kv_cache == "exact":
+        assert policy.max_budget == 2 and runner.max_rows == 3 and runner.cache_types == (1, 8)
+        assert engine.forward_note == ""
+        return
+    assert policy.max_budget == 0 and runner.max_rows == 1 and runner.max_drafts == 0
+    assert runner.cache_types == (1, 1) and "one-row steps only" in runner.cache_description
+    assert "drafting cannot pay here: at most 1.03x" in engine.forward_note and "f16/f16" in engine.forward_note
+    after = engine.complete(ids, 12)  # the default: the engine's cache rebuilt in the new context
+    assert after.stats.budgets == [0] * len(after.stats.budgets) and len(after.tokens) == 12
+    engine.reset()
+    assert engine.complete(ids, 12, mode="greedy").tokens == after.tokens
+    assert loaded.tokenizer.decode(list(after.tokens)).strip() and len(before.tokens) == 12
+    with pytest.raises(DecodingError):  # a tree would not be exact any more: refused
+        runner.verify_tree(runner.new_cache(), tree_of(ids[-1], [(ids[0],)], 1))
