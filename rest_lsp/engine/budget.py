@@ -48,6 +48,14 @@ class FixedBudget:
         pass
 
 
+def can_draft(policy: BudgetPolicy) -> bool:
+    """Whether ``policy`` may ever ask for a draft (a fixed budget of 0, or an adaptive one capped
+    at 0 by a forward that verifies one row only, never does)."""
+    if isinstance(policy, FixedBudget):
+        return policy.value > 0
+    return getattr(policy, "max_budget", 1) > 0
+
+
 @dataclass
 class CostModel:
     """c(k): seconds one verification forward of k tree rows takes, piecewise linear in k."""

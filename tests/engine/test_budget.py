@@ -131,3 +131,29 @@ def test_drafting_stays_off_unexplored_where_even_perfect_drafts_could_not_pay()
     flat.acceptance.means = [0.0, 0.0, 0.0]
     assert flat.ceiling() > 2 and flat.best() == 0
     assert any(b > 0 for b in (flat.budget() for _ in range(64)))  # idle probes still run
+
+
+def test_a_policy_that_can_never_draft_leaves_the_drafter_unasked():
+    from rest_lsp.engine.budget import can_draft
+    from rest_lsp.engine.drafter import ContextSuffixDrafter
+
+    assert not can_draft(FixedBudget(0)) and can_draft(FixedBudget(2))
+    assert not can_draft(AdaptiveBudget(CostModel.flat(), max_budget=0))
+    assert can_draft(AdaptiveBudget(CostModel.flat(), max_budget=2))
+
+    class Spy(ContextSuffixDrafter):
+        asked = 0
+
+        def draft(self, context):
+            Spy.asked += 1
+            return super().draft(context)
+
+    model = tiny_model("llama", "sdpa")
+    prompt = [3, 4, 5, 6] * 5
+    engine = Engine(model, DecodingConfig(draft_budget=0, max_draft_budget=0), Spy(), eos_ids=(),
+                    cost=CostModel(sizes=[1, 2], seconds=[1.0, 1.0]))
+    capped = engine.complete(prompt, 12)  # the adaptive budget capped at 0: greedy's loop
+    assert Spy.asked == 0 and capped.stats.budgets == [0] * 12
+    assert list(capped.tokens) == list(engine.complete(prompt, 12, mode="greedy").tokens)
+    engine.complete(prompt, 12, budget=2)  # a fixed budget above 0 asks it
+    assert Spy.asked > 0
