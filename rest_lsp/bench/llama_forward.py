@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rest_lsp.bench.record import run_header
-
-#: ggml's cache types by name (``ggml.h``)
-CACHE_TYPES = {"f16": 1, "q8_0": 8, "bf16": 30}
+from rest_lsp.engine.llama_cpp_build import CACHE_TYPES
 
 
 @dataclass(frozen=True)
@@ -72,12 +70,10 @@ def code_tokens(tokenizer: Any, n: int) -> list[int]:
 
 def chain(tokens: Sequence[int]) -> Any:
     """Tree inputs of a straight chain of ``tokens``."""
-    from rest_lsp.engine.draft_tree import DraftTree
+    from rest_lsp.engine.cost import chain_of
     from rest_lsp.engine.tree_inputs import tree_inputs
 
-    k = len(tokens)
-    return tree_inputs(DraftTree(tuple(tokens), (-1,) + tuple(range(k - 1)), tuple(range(k)), tuple(range(k)),
-                                 (0.0,) * k))
+    return tree_inputs(chain_of(tokens))
 
 
 def one_row_steps(runner: Any, ids: list[int], n: int) -> tuple[list[int], list[Any]]:
@@ -112,6 +108,9 @@ def exact_rows(runner: Any, ids: list[int]) -> dict[int, bool]:
 
 def measure_round(runner: Any, ids: list[int], repeats: int) -> tuple[float, dict[int, float]]:
     """(prefill tokens/s, {k: median seconds of a k-row chain}) over one cold prefill of ``ids``."""
+    from rest_lsp.engine.cost import chain_tree
+    from rest_lsp.engine.tree_inputs import tree_inputs
+
     cache = runner.new_cache()
     t0 = time.perf_counter()
     runner.prefill(cache, ids)
@@ -119,7 +118,7 @@ def measure_round(runner: Any, ids: list[int], repeats: int) -> tuple[float, dic
     times: dict[int, list[float]] = {k: [] for k in range(1, runner.max_rows + 1)}
     for _ in range(repeats):
         for k in times:
-            inputs = chain([(7 * i + 3) % runner.n_vocab for i in range(k)])
+            inputs = tree_inputs(chain_tree(k, runner.n_vocab))
             t0 = time.perf_counter()
             runner.verify_tree(cache, inputs).argmax(-1)
             times[k].append(time.perf_counter() - t0)

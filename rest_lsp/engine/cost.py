@@ -30,10 +30,16 @@ log = logging.getLogger(__name__)
 STARTUP_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 
 
+def chain_of(tokens: Sequence[int]) -> DraftTree:
+    """A straight chain of ``tokens``, the first the root."""
+    k = len(tokens)
+    return DraftTree(tuple(int(t) for t in tokens), (-1,) + tuple(range(k - 1)), tuple(range(k)), tuple(range(k)),
+                     (0.0,) * k)
+
+
 def chain_tree(k: int, vocab_size: int) -> DraftTree:
     """A straight chain of k nodes (cost depends on the row count, not the shape)."""
-    tokens = tuple((7 * i + 3) % vocab_size for i in range(k))
-    return DraftTree(tokens, (-1,) + tuple(range(k - 1)), tuple(range(k)), tuple(range(k)), (0.0,) * k)
+    return chain_of([(7 * i + 3) % vocab_size for i in range(k)])
 
 
 def _sync(device: Any) -> None:

@@ -9,6 +9,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+#: ggml's type ids of K/V cache types (``ggml.h``)
+GGML_TYPE_F16 = 1
+GGML_TYPE_Q8_0 = 8
+GGML_TYPE_BF16 = 30
+#: the K/V cache types by name
+CACHE_TYPES = {"f16": GGML_TYPE_F16, "q8_0": GGML_TYPE_Q8_0, "bf16": GGML_TYPE_BF16}
+
 #: rows of a verification batch with repacked weights (their 4-row kernel starts at 4 rows)
 REPACKED_ROWS = 3
 #: rows of a verification batch while ggml's tiled K-quant matmul is on (it starts at 8 rows)

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from rest_lsp.engine.branches import branch_sequences, leading_chain
-from rest_lsp.engine.llama_cpp_build import available, max_verification_rows, repack_choice
+from rest_lsp.engine.llama_cpp_build import (CACHE_TYPES, GGML_TYPE_F16, GGML_TYPE_Q8_0, available,
+                                             max_verification_rows, repack_choice)
 from rest_lsp.engine.tree_inputs import TreeInputs
 from rest_lsp.errors import DecodingError, ModelError
 
@@ -51,10 +52,11 @@ PREFILL_CHUNK = 512
 #: context length of the cache: the prompt (server.max_prompt_tokens, 1,024 by default) and the
 #: completion fit with room to spare; each 1,024 more cost ~10 MB of K/V for the 0.5B
 DEFAULT_CONTEXT = 4096
-#: ggml's type ids of the K/V cache: f16 keys and q8_0 values keep flash attention on one code
-#: path for any row count (K and V of different types rule out its split and tiled variants)
-GGML_TYPE_F16 = 1
-GGML_TYPE_Q8_0 = 8
+#: the K/V cache types trees are verified on: f16 keys and q8_0 values keep flash attention on one
+#: code path for any row count (K and V of different types rule out its split and tiled variants)
+EXACT_CACHE = (GGML_TYPE_F16, GGML_TYPE_Q8_0)
+
+
 class LlamaCppCache:
     """The engine's view of the llama.cpp context's KV cache: committed tokens plus pending ones.
 
@@ -112,7 +114,7 @@ class LlamaCppRunner:
 
     def __init__(self, gguf: str | Path, config: Any, generation_config: Any = None, *,
                  threads: int = 0, context: int = DEFAULT_CONTEXT, name_or_path: str = "",
-                 type_k: int = GGML_TYPE_F16, type_v: int = GGML_TYPE_Q8_0, flash_attention: bool = True,
+                 type_k: int = EXACT_CACHE[0], type_v: int = EXACT_CACHE[1], flash_attention: bool = True,
                  repack: bool | None = None, one_row_allowed: bool = True) -> None:
         ok, why = available()
         if not ok:
@@ -193,21 +195,20 @@ class LlamaCppRunner:
         """
         if not self.one_row_allowed:
             return False
-        if self.cache_types == (GGML_TYPE_F16, GGML_TYPE_F16):
-            return True
-        ctx = self._new_context(GGML_TYPE_F16, GGML_TYPE_F16)
-        self._L.llama_free(self._ctx)
-        self._ctx = ctx
-        self._mem = self._L.llama_get_memory(ctx)
-        self.cache_types = (GGML_TYPE_F16, GGML_TYPE_F16)
-        self.max_rows = 1
-        self.owner = None  # every cache prefills its tokens again in the new context
+        if self.cache_types != (GGML_TYPE_F16, GGML_TYPE_F16):
+            ctx = self._new_context(GGML_TYPE_F16, GGML_TYPE_F16)
+            self._L.llama_free(self._ctx)
+            self._ctx = ctx
+            self._mem = self._L.llama_get_memory(ctx)
+            self.cache_types = (GGML_TYPE_F16, GGML_TYPE_F16)
+            self.owner = None  # every cache prefills its tokens again in the new context
+        self.max_rows = 1  # made with f16/f16 or switched to it: trees would not be exact
         return True
 
     @property
     def cache_description(self) -> str:
         """The K/V cache in words (``rest-lsp model info``)."""
-        names = {GGML_TYPE_F16: "f16", GGML_TYPE_Q8_0: "q8_0"}
+        names = {ggml: name for name, ggml in CACHE_TYPES.items()}
         k, v = (names.get(t, str(t)) for t in self.cache_types)
         if self.max_rows == 1:
             return f"K/V cache {k}/{v} (one-row steps only)"

@@ -283,3 +283,16 @@ def test_where_drafting_cannot_pay_the_engine_takes_llama_cpps_own_cache_for_one
     assert loaded.tokenizer.decode(list(after.tokens)).strip() and len(before.tokens) == 12
     with pytest.raises(DecodingError):  # a tree would not be exact any more: refused
         runner.verify_tree(runner.new_cache(), tree_of(ids[-1], [(ids[0],)], 1))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_runner_made_with_llama_cpps_own_cache_takes_one_row_steps_too(loaded):
+    from rest_lsp.engine.llama_cpp_runner import LlamaCppRunner
+
+    runner = LlamaCppRunner(loaded.runner.gguf, loaded.runner.config, threads=2, type_k=1, type_v=1)
+    try:
+        assert runner.max_rows == loaded.runner.max_rows > 1  # as made (`bench llama` measures its rows)
+        assert runner.one_row_cache() and runner.max_rows == 1 and runner.cache_types == (1, 1)
+    finally:
+        runner.close()
